@@ -1,0 +1,1 @@
+"""tunestack: open-model fine-tuning on Vertex AI as code."""

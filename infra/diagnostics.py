@@ -1,0 +1,102 @@
+"""Diagnostics: every user error and warning, with location and a stable code.
+
+Codes are part of the public contract (scripts match on them); never rename one. The README's
+error-code table is checked against :data:`CODES` by a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+#: Every stable code and what it means.
+CODES: dict[str, str] = {
+    # spec shape
+    "unknown-field": "A key the spec language does not have (with a 'did you mean').",
+    "missing-field": "A required key is absent.",
+    "invalid-value": "A value of the wrong type or outside its allowed range.",
+    "invalid-yaml": "The spec file is not valid YAML.",
+    "duplicate-key": "The same key appears twice in one YAML mapping or JSON object.",
+    # spec semantics
+    "unsupported-model": "base_model is not an open model Vertex can tune.",
+    "unsupported-tuning-mode": "The model does not support that tuning mode.",
+    "unsupported-region": "The region does not run open-model tuning.",
+    "invalid-bucket-name": "The bucket name breaks Cloud Storage naming rules.",
+    "invalid-project-id": "The project id breaks GCP project id rules.",
+    "unknown-reference": "A reference to a dataset, bucket or job that the spec does not define.",
+    "duplicate-name": "Two items of one list share a name.",
+    "invalid-adapter-size": "adapter_size is not 1, 4, 8, 16 or 32, or is set for FULL tuning.",
+    "learning-rate-conflict": "learning_rate and learning_rate_multiplier are both set.",
+    "accelerator-mismatch": "The accelerator type or count does not match the machine type.",
+    "endpoint-too-small": "The weights (bf16) do not fit the endpoint's accelerator memory.",
+    "kv-cache-headroom": "The weights leave under 20% of accelerator memory for the KV cache.",
+    "invalid-uri": "A URI that is not a valid gs:// URI (or local path where one is allowed).",
+    "public-member": "An IAM grant to allUsers or allAuthenticatedUsers.",
+    # datasets
+    "file-not-found": "A dataset file that does not exist.",
+    "empty-dataset": "A dataset with no examples.",
+    "invalid-encoding": "Not UTF-8, a byte-order mark, or a lone surrogate.",
+    "invalid-json": "A line that is not one JSON value (trailing commas, pretty-printed JSON, blank lines).",
+    "not-an-object": "A line whose JSON value is not an object (e.g. a top-level array).",
+    "non-finite-number": "NaN or Infinity, which JSON does not allow.",
+    "unknown-format": "An example in none of the five Vertex formats.",
+    "mixed-formats": "Examples of several formats in one file.",
+    "invalid-role": "A role other than system, user or assistant (user/model in GenerateContent).",
+    "role-order": "System not first, consecutive same-role turns, or a conversation not ending on an assistant turn.",
+    "missing-assistant-turn": "A conversation with no assistant turn to learn from.",
+    "empty-content": "Empty or whitespace-only content.",
+    "sequence-too-long": "An example longer than the model's max sequence length (error when counted exactly, warning when estimated).",
+    "images-not-supported": "Images in a dataset for a text-only model.",
+    "unsupported-image-type": "An image type other than JPEG, PNG or WEBP.",
+    "invalid-image-uri": "An image URI that is not gs:// or data:image/...;base64 (http(s) URLs are refused).",
+    "invalid-base64": "Base64 image data that does not decode, or whose bytes are not its declared type.",
+    "text-examples-dropped": "Llama 4 Scout data mixing text-only and image examples: Vertex drops the text ones.",
+    # files and usage
+    "file-unreadable": "A file that exists but cannot be read.",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding about user input.
+
+    Attributes:
+        severity: ``error`` blocks; ``warning`` is reported (``--strict`` makes it block).
+        code: A stable kebab-case key of :data:`CODES`.
+        file: Path of the file the finding is in, as the user named it.
+        line: 1-based line, 0 when unknown.
+        column: 1-based column, 0 when unknown.
+        field: Dotted field path (``tuning_jobs[0].adapter_size``, ``messages[2].role``).
+        message: What is wrong and how to fix it.
+    """
+
+    severity: Severity
+    code: str
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unknown diagnostic code {self.code!r}")
+
+    def format(self) -> str:
+        """``path:line:col: error[code]: field.path: message``."""
+        field = f"{self.field}: " if self.field else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.severity}[{self.code}]: {field}{self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def has_errors(diagnostics: list[Diagnostic], strict: bool = False) -> bool:
+    """True when any diagnostic blocks (warnings block too under ``strict``)."""
+    return any(d.severity == "error" or strict for d in diagnostics)
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.file, d.line, d.column, d.code)

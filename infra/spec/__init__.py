@@ -1,0 +1,15 @@
+"""Spec models (data only)."""
+
+from infra.spec.models import (
+    Bucket,
+    Dataset,
+    Endpoint,
+    IamGrant,
+    Project,
+    Spec,
+    SpecModel,
+    TrainerImage,
+    TuningJob,
+)
+
+__all__ = ["Bucket", "Dataset", "Endpoint", "IamGrant", "Project", "Spec", "SpecModel", "TrainerImage", "TuningJob"]
