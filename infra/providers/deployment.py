@@ -1,0 +1,118 @@
+"""Provider for a Model Garden deployment of custom weights: one endpoint AND one model.
+
+``:deploy`` takes no request id and no labels, so the deployment's key travels in the
+endpoint and model display names: a create killed mid-deploy is re-run, finds the endpoint by
+key and waits for it instead of deploying twice. Delete undeploys, deletes the endpoint, then
+deletes the model, which the SDK's own endpoint delete would leave behind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from pulumi.dynamic import CreateResult, ReadResult
+
+from infra import catalog
+from infra.providers import vertex
+from infra.providers.base import UNKNOWN, TunestackProvider, inputs_of, poll_settings, target_of
+
+#: Default deadline of a deployment, as the SDK's (2 hours).
+DEFAULT_DEPLOY_DEADLINE = 7200.0
+DEPLOY_INPUTS = (
+    "project",
+    "location",
+    "gcs_uri",
+    "machine_type",
+    "accelerator_type",
+    "accelerator_count",
+    "min_replicas",
+    "max_replicas",
+    "endpoint_display_name",
+    "model_display_name",
+)
+
+
+class ModelDeploymentProvider(TunestackProvider):
+    """Deploys HF weights from ``gcs_uri`` to a new endpoint; records endpoint and model."""
+
+    INPUTS: ClassVar[tuple[str, ...]] = (*DEPLOY_INPUTS, "deadline_seconds", "api_endpoint")
+    REPLACES: ClassVar[frozenset[str]] = frozenset({*DEPLOY_INPUTS, "api_endpoint"})
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "project", "location", "gcs_uri", "machine_type", "endpoint_display_name",
+        "model_display_name",
+    )  # fmt: skip
+    OUTPUTS: ClassVar[tuple[str, ...]] = ("endpoint", "model", "key", "adopted")
+
+    def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
+        failures = []
+        uri = news.get("gcs_uri")
+        if uri not in (None, UNKNOWN) and not str(uri).startswith("gs://"):
+            failures.append(("gcs_uri", "gcs_uri must be a gs:// URI of Hugging Face weights"))
+        mt, at, ac = (
+            news.get(k) for k in ("machine_type", "accelerator_type", "accelerator_count")
+        )
+        if UNKNOWN not in (mt, at, ac) and mt in catalog.MACHINES:
+            machine = catalog.MACHINES[mt]
+            if at not in (None, machine.accelerator_type):
+                failures.append(("accelerator_type", f"{mt} carries {machine.accelerator_type}"))
+            if ac is not None and int(ac) != machine.accelerator_count:
+                failures.append(
+                    ("accelerator_count", f"{mt} has {machine.accelerator_count} accelerator(s)")
+                )
+        lo, hi = news.get("min_replicas"), news.get("max_replicas")
+        if UNKNOWN not in (lo, hi) and lo is not None and hi is not None and int(hi) < int(lo):
+            failures.append(("max_replicas", "max_replicas must be >= min_replicas"))
+        return failures
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]):  # type: ignore[override]
+        # Defaults filled here so diff and the key see one normal form.
+        news = dict(news)
+        machine = catalog.MACHINES.get(news.get("machine_type") or "")
+        news.setdefault("accelerator_type", None)
+        news.setdefault("accelerator_count", None)
+        if news.get("accelerator_type") is None and machine:
+            news["accelerator_type"] = machine.accelerator_type
+        if news.get("accelerator_count") is None and machine:
+            news["accelerator_count"] = machine.accelerator_count
+        for name in ("min_replicas", "max_replicas"):
+            if news.get(name) is None:
+                news[name] = 1
+        return super().check(olds, news)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = inputs_of(props, self.INPUTS)
+        key_inputs = {k: inputs.get(k) for k in DEPLOY_INPUTS}
+        deadline = float(inputs.get("deadline_seconds") or DEFAULT_DEPLOY_DEADLINE)
+        endpoint, model, adopted = vertex.ensure_deployment(
+            target_of(inputs), key_inputs, deadline, **poll_settings()
+        )
+        outs = {
+            **inputs,
+            "endpoint": endpoint,
+            "model": model,
+            "key": vertex.deployment_key(key_inputs),
+            "adopted": adopted,
+        }
+        return CreateResult(endpoint, outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """An endpoint deleted outside Pulumi leaves state (the next ``up`` deploys again).
+
+        Its model, if still there, is reported in ``orphan_model``... and deleted by the next
+        ``delete``; here we only observe.
+        """
+        target = target_of(props)
+        ep = vertex.get_endpoint(target, id_)
+        if ep is None:
+            return ReadResult("", {})
+        outs = {k: props.get(k) for k in (*self.INPUTS, *self.OUTPUTS)}
+        models = [d.model.split("@", 1)[0] for d in ep.deployed_models if d.model]
+        if models:
+            outs["model"] = models[0]
+        return ReadResult(id_, outs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        target = target_of(props)
+        deadline = float(os.environ.get("TUNESTACK_UNDEPLOY_DEADLINE_SECONDS", "1800"))
+        vertex.undeploy_and_delete(target, id_, props.get("model"), deadline, **poll_settings())
