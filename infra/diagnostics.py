@@ -6,6 +6,8 @@ error-code table is checked against :data:`CODES` by a test.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -55,6 +57,8 @@ CODES: dict[str, str] = {
     "text-examples-dropped": "Llama 4 Scout data mixing text-only and image examples: Vertex drops the text ones.",
     # files and usage
     "file-unreadable": "A file that exists but cannot be read.",
+    "line-too-long": "A dataset line over the size limit (32 MiB); JSONL files are read line by line.",
+    "tokenizer-unavailable": "The dataset's tokenizer cannot be loaded offline; token counts are estimated.",
 }
 
 
@@ -100,3 +104,12 @@ def has_errors(diagnostics: list[Diagnostic], strict: bool = False) -> bool:
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.file, d.line, d.column, d.code)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice (prefix matches count), else ``""``."""
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close and word:
+        close = [c for c in options if c.lower().startswith(word.lower())][:1]
+    return f"; did you mean '{close[0]}'?" if close else ""

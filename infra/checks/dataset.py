@@ -1,0 +1,658 @@
+"""Streaming validation of one JSONL dataset file against the five Vertex formats.
+
+Memory stays flat whatever the file size: the file is read in 1 MiB chunks and split into
+lines; a line over :data:`MAX_LINE_BYTES` is skipped (and reported) without being held.
+
+Speed: most lines of a real dataset are clean, so each line first takes a fast path: orjson
+decodes it, a few type checks confirm a clean text example of a known format (counting its
+keys on the way), and duplicate keys are excluded by an exact counting argument instead of a
+second parse (see :func:`_no_duplicate_keys`). Anything unusual falls back to the slow path:
+stdlib ``json`` with hooks that see duplicate keys, NaN/Infinity and lone surrogates, and the
+full :func:`trainer.formats.parse_example`, which names every issue of the example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from trainer import formats
+
+from infra import catalog
+from infra.checks.report import FileSummary
+from infra.checks.tokens import count_tokens, estimate_tokens
+from infra.diagnostics import Diagnostic, Severity
+
+#: Longest line we read; longer ones are reported as ``line-too-long`` and skipped.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+#: Diagnostics of one code shown per file; the rest are summed up in one closing line.
+MAX_PER_CODE = 50
+
+_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+# Whitespace between a closing quote and a colon: the only layout where counting b'":'
+# could miss a key token (JSON allows it; compact writers never emit it).
+_QUOTE_SPACE = (b'" ', b'"\t', b'"\r')
+_WS_COLON = re.compile(rb'"[ \t\r]+:')
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB89][0-9a-fA-F]{2}")
+
+Progress = Callable[[int], None]
+
+
+def validate_dataset_file(
+    path: Path,
+    *,
+    display: str,
+    model: catalog.Model | None,
+    tokenizer: Any = None,
+    max_seq_length: int | None,
+    progress: Progress | None = None,
+) -> tuple[FileSummary, list[Diagnostic]]:
+    """Validates a local JSONL file line by line.
+
+    Args:
+        path: The file to read.
+        display: How diagnostics name the file (the path as the user wrote it, or resolved).
+        model: The catalog model the data is for (image support, Llama 4 text dropping);
+            None skips the model-specific checks.
+        tokenizer: A loaded Hugging Face tokenizer for exact token counts; None estimates.
+        max_seq_length: Longest allowed example in tokens; None skips the check.
+        progress: Called with the number of bytes read so far, about once per MiB.
+
+    Returns:
+        The file's summary and its diagnostics (a missing or unreadable file is one
+        diagnostic and an unchecked summary).
+    """
+    summary = FileSummary(uri=display, local_path=path)
+    try:
+        stream = path.open("rb")
+    except FileNotFoundError:
+        return summary, [
+            Diagnostic(
+                "error",
+                "file-not-found",
+                display,
+                0,
+                0,
+                "",
+                f"dataset file {display} does not exist",
+            )
+        ]
+    except OSError as e:
+        return summary, [
+            Diagnostic(
+                "error",
+                "file-unreadable",
+                display,
+                0,
+                0,
+                "",
+                f"cannot read {display}: {e.strerror or e}",
+            )
+        ]
+    with stream:
+        return validate_stream(
+            stream,
+            summary,
+            display=display,
+            model=model,
+            tokenizer=tokenizer,
+            max_seq_length=max_seq_length,
+            progress=progress,
+        )
+
+
+def validate_stream(
+    stream: IO[bytes],
+    summary: FileSummary,
+    *,
+    display: str,
+    model: catalog.Model | None,
+    tokenizer: Any = None,
+    max_seq_length: int | None,
+    progress: Progress | None = None,
+) -> tuple[FileSummary, list[Diagnostic]]:
+    """Validates JSONL read from a binary stream (a local file or a Cloud Storage reader).
+
+    Fills in ``summary`` (counts, tokens, formats, image buckets, sha256) and returns it with
+    the diagnostics; see :func:`validate_dataset_file` for the arguments.
+    """
+    v = _Validator(display, model, tokenizer, max_seq_length)
+    hasher = hashlib.sha256()
+    size = [0]
+    for lineno, raw in _lines(stream, hasher, progress, size):
+        if raw is None:
+            v.add(
+                "error",
+                "line-too-long",
+                lineno,
+                1,
+                "",
+                f"line is over {MAX_LINE_BYTES // (1 << 20)} MiB; JSONL lines this long are not read (one example per line, images in Cloud Storage)",
+            )
+            v.nonblank += 1
+            continue
+        v.line(lineno, raw)
+    summary.bytes = size[0]
+    return v.finish(summary, hasher.hexdigest())
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _lines(
+    stream: IO[bytes], hasher: Any, progress: Progress | None, size: list[int]
+) -> Iterator[tuple[int, bytes | None]]:
+    """Yields (line number, line without its newline), or (n, None) for an oversized line.
+
+    Also feeds every byte to ``hasher`` and keeps the bytes read so far in ``size[0]``.
+    """
+    lineno = 0
+    pending: list[bytes] = []  # pieces of the current line (a line may span many chunks)
+    pending_size = 0
+    oversized = False
+    total = 0
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        hasher.update(chunk)
+        total += len(chunk)
+        size[0] = total
+        if progress is not None:
+            progress(total)
+        pieces = chunk.split(b"\n")
+        last = pieces.pop()  # the unterminated rest
+        if pieces:
+            first = pieces[0]
+            lineno += 1
+            if oversized or pending_size + len(first) > MAX_LINE_BYTES:
+                yield lineno, None
+            elif pending:
+                pending.append(first)
+                yield lineno, b"".join(pending)
+            else:
+                yield lineno, first
+            pending, pending_size, oversized = [], 0, False
+            for line in pieces[1:]:
+                lineno += 1
+                yield lineno, (line if len(line) <= MAX_LINE_BYTES else None)
+        if last:
+            if oversized or pending_size + len(last) > MAX_LINE_BYTES:
+                # Drop what we hold: the line is reported, never kept in memory.
+                pending, pending_size, oversized = [], 0, True
+            else:
+                pending.append(last)
+                pending_size += len(last)
+    if pending or oversized:
+        lineno += 1
+        yield lineno, (None if oversized else b"".join(pending))
+
+
+@dataclass
+class _Validator:
+    display: str
+    model: catalog.Model | None
+    tokenizer: Any
+    max_seq_length: int | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    examples: int = 0
+    nonblank: int = 0
+    tokens: int = 0
+    family: str | None = None
+    family_line: int = 0
+    formats: dict[str, None] = field(default_factory=dict)
+    image_buckets: set[str] = field(default_factory=set)
+    image_examples: int = 0
+    text_only: int = 0
+    first_text_only: int = 0
+    inexact: bool = False
+    shown: dict[str, int] = field(default_factory=dict)
+    hidden: dict[str, tuple[Severity, int, int]] = field(default_factory=dict)
+
+    def add(self, severity: Severity, code: str, line: int, col: int, fld: str, msg: str) -> None:
+        n = self.shown.get(code, 0)
+        if n >= MAX_PER_CODE:
+            sev, first, count = self.hidden.get(code, (severity, line, 0))
+            self.hidden[code] = (sev, first, count + 1)
+            return
+        self.shown[code] = n + 1
+        self.diagnostics.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
+
+    def line(self, lineno: int, raw: bytes) -> None:
+        if lineno == 1 and raw.startswith(_BOM):
+            self.add(
+                "error",
+                "invalid-encoding",
+                1,
+                1,
+                "",
+                "the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM",
+            )
+            raw = raw[3:]
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = self.slow_decode(lineno, raw)
+            if obj is None:
+                return
+            self.nonblank += 1
+            self.example(lineno, obj, raw, checked_keys=True)
+            return
+        self.nonblank += 1
+        self.example(lineno, obj, raw, checked_keys=False)
+
+    def example(self, lineno: int, obj: Any, raw: bytes, *, checked_keys: bool) -> None:
+        if type(obj) is not dict:
+            what = (
+                "a JSON array (a top-level array is not JSONL: write one object per line)"
+                if isinstance(obj, list)
+                else f"{formats._kind(obj)}"
+            )
+            self.add(
+                "error",
+                "not-an-object",
+                lineno,
+                1,
+                "",
+                f"expected one JSON object per line, got {what}",
+            )
+            return
+        fast = _fast_text(obj)
+        if fast is not None:
+            fmt, chars, turns, keys = fast
+            if not checked_keys and not _no_duplicate_keys(raw, keys):
+                self.exact_duplicates(lineno, raw)
+            tokens = None
+            if self.tokenizer is not None:
+                # Exact counts need the normalised turns; build them the one way the trainer does.
+                result = formats.parse_example(obj)
+                if result.example is not None:
+                    tokens = count_tokens(self.tokenizer, result.example)
+            self.accept(
+                lineno,
+                fmt,
+                tokens if tokens is not None else estimate_tokens(chars, turns, 0),
+                tokens is not None,
+                False,
+            )
+            return
+        if not checked_keys and not _no_duplicate_keys(raw, _count_keys(obj)):
+            self.exact_duplicates(lineno, raw)
+        result = formats.parse_example(obj)
+        for issue in result.issues:
+            self.add(issue.severity, issue.code, lineno, 1, issue.field, issue.message)
+        ex = result.example
+        if ex is None:
+            return
+        images = [img for t in ex.turns for img in t.images]
+        for img in images:
+            if img.uri is not None:
+                gs = img.uri[5:].partition("/")[0]
+                self.image_buckets.add(gs)
+        if images and self.model is not None and not self.model.supports_images:
+            self.add(
+                "error",
+                "images-not-supported",
+                lineno,
+                1,
+                _first_image_field(ex),
+                f"{self.model.display_name} is text-only; remove the images or tune an image model (Llama 4 Scout)",
+            )
+        if self.tokenizer is not None:
+            tokens = count_tokens(self.tokenizer, ex) + estimate_tokens(0, 0, len(images))
+            exact = not images
+        else:
+            tokens, exact = estimate_tokens(ex.text_chars, len(ex.turns), len(images)), False
+        self.accept(lineno, ex.format, tokens, exact, bool(images))
+
+    def accept(self, lineno: int, fmt: str, tokens: int, exact: bool, has_images: bool) -> None:
+        self.examples += 1
+        self.tokens += tokens
+        if not exact:
+            self.inexact = True
+        if fmt not in self.formats:
+            self.formats[fmt] = None
+        fam = formats.FAMILY[fmt]
+        if self.family is None:
+            self.family, self.family_line = fam, lineno
+        elif fam != self.family:
+            self.add(
+                "error",
+                "mixed-formats",
+                lineno,
+                1,
+                "",
+                f"this example is {fmt}, but the file started as {self.family} on line {self.family_line}; one file holds one format",
+            )
+        if has_images:
+            self.image_examples += 1
+        else:
+            self.text_only += 1
+            if not self.first_text_only:
+                self.first_text_only = lineno
+        if self.max_seq_length is not None and tokens > self.max_seq_length:
+            if exact:
+                self.add(
+                    "error",
+                    "sequence-too-long",
+                    lineno,
+                    1,
+                    "",
+                    f"{tokens} tokens, over the model's limit of {self.max_seq_length}; Vertex rejects or truncates it",
+                )
+            else:
+                self.add(
+                    "warning",
+                    "sequence-too-long",
+                    lineno,
+                    1,
+                    "",
+                    f"about {tokens} tokens (estimated; set the dataset's tokenizer for an exact count), over the model's limit of {self.max_seq_length}",
+                )
+
+    def slow_decode(self, lineno: int, raw: bytes) -> Any:
+        """Decodes a line orjson refused, naming the exact problem; None when unusable."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self.nonblank += 1
+            self.add(
+                "error",
+                "invalid-encoding",
+                lineno,
+                e.start + 1,
+                "",
+                f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1}); save the file as UTF-8",
+            )
+            return None
+        if not text.strip():
+            self.add(
+                "error",
+                "invalid-json",
+                lineno,
+                1,
+                "",
+                "blank line; JSONL has one JSON object on every line (remove it)",
+            )
+            return None
+        self.nonblank += 1
+        found: list[str] = []
+
+        def constant(name: str) -> float:
+            found.append(name)
+            return 0.0
+
+        def number(s: str) -> float:
+            f = float(s)
+            if math.isinf(f):
+                found.append(s)
+            return f
+
+        dups: list[str] = []
+        try:
+            obj = json.loads(
+                text,
+                parse_constant=constant,
+                parse_float=number,
+                object_pairs_hook=_pairs_hook(dups),
+            )
+        except json.JSONDecodeError as e:
+            self.add("error", "invalid-json", lineno, e.colno, "", _json_problem(text, e))
+            return None
+        except RecursionError:
+            self.add("error", "invalid-json", lineno, 1, "", "JSON nested too deeply")
+            return None
+        if found:
+            col = text.find(found[0]) + 1
+            self.add(
+                "error",
+                "non-finite-number",
+                lineno,
+                max(col, 1),
+                "",
+                f"{found[0]} is not a JSON number (NaN and Infinity are not allowed); use a finite number or a string",
+            )
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            m = _SURROGATE_ESCAPE.search(raw)
+            esc = m.group().decode() if m else "a \\uD800-\\uDFFF escape"
+            self.add(
+                "error",
+                "invalid-encoding",
+                lineno,
+                (m.start() + 1) if m else 1,
+                "",
+                f"lone surrogate {esc}: not a valid Unicode character (broken emoji or truncated text?)",
+            )
+            return None
+        for key in dups:
+            self.duplicate(lineno, raw, key)
+        if found:
+            return None
+        return obj
+
+    def exact_duplicates(self, lineno: int, raw: bytes) -> None:
+        dups: list[str] = []
+        json.loads(raw, object_pairs_hook=_pairs_hook(dups))
+        for key in dups:
+            self.duplicate(lineno, raw, key)
+
+    def duplicate(self, lineno: int, raw: bytes, key: str) -> None:
+        token = json.dumps(key).encode()
+        first = raw.find(token)
+        second = raw.find(token, first + 1) if first >= 0 else -1
+        self.add(
+            "error",
+            "duplicate-key",
+            lineno,
+            (second + 1) if second >= 0 else 1,
+            key,
+            f"key {key!r} appears twice in one object; JSON parsers keep only one of them",
+        )
+
+    def finish(self, summary: FileSummary, sha256: str) -> tuple[FileSummary, list[Diagnostic]]:
+        if self.nonblank == 0:
+            self.add("error", "empty-dataset", 1, 1, "", "the file holds no examples")
+        model = self.model
+        if (
+            model is not None
+            and model.id in catalog.DROPS_TEXT_WHEN_IMAGES
+            and self.image_examples
+            and self.text_only
+        ):
+            total = self.image_examples + self.text_only
+            self.add(
+                "warning",
+                "text-examples-dropped",
+                self.first_text_only,
+                1,
+                "",
+                f"{self.text_only} of {total} examples are text-only and {self.image_examples} have images: {model.display_name} tuning drops all {self.text_only} text-only examples when any example has an image (first text-only example here)",
+            )
+        for code, (sev, first, count) in self.hidden.items():
+            self.diagnostics.append(
+                Diagnostic(
+                    sev,
+                    code,
+                    self.display,
+                    first,
+                    1,
+                    "",
+                    f"{count} more line(s) with {code} not shown (first here)",
+                )
+            )
+        summary.examples = self.examples
+        summary.tokens = self.tokens
+        summary.tokens_exact = self.examples > 0 and self.tokenizer is not None and not self.inexact
+        summary.formats = list(self.formats)
+        summary.image_buckets = sorted(self.image_buckets)
+        summary.sha256 = sha256
+        summary.checked = True
+        summary.text_only_examples = self.text_only
+        summary.image_examples = self.image_examples
+        return summary, self.diagnostics
+
+
+def _fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
+    """(format, text chars, turns, key count) of a clean text example; None means "look closer".
+
+    Only accepts what :func:`trainer.formats.parse_example` accepts with no issue, so a None
+    never hides a problem: the slow path then names it.
+    """
+    n = len(obj)
+    msgs = obj.get("messages")
+    if msgs is not None:
+        if n != 1 or type(msgs) is not list or not msgs:
+            return None
+        chars = 0
+        expect = "user"
+        first = msgs[0]
+        start = 1 if type(first) is dict and first.get("role") == "system" else 0
+        if len(msgs) - start < 2:
+            return None
+        for i, m in enumerate(msgs):
+            if type(m) is not dict or len(m) != 2:
+                return None
+            content = m.get("content")
+            if type(content) is not str or not content or content.isspace():
+                return None
+            role = m.get("role")
+            if i < start:
+                pass
+            elif role != expect:
+                return None
+            else:
+                expect = "assistant" if expect == "user" else "user"
+            chars += len(content)
+        if expect != "user":  # the last turn was not the assistant's
+            return None
+        return formats.CHAT, chars, len(msgs), 1 + 2 * len(msgs)
+    prompt = obj.get("prompt")
+    if prompt is not None:
+        completion = obj.get("completion")
+        if n != 2 or type(prompt) is not str or type(completion) is not str:
+            return None
+        if not prompt or prompt.isspace() or not completion or completion.isspace():
+            return None
+        return formats.PROMPT_COMPLETION, len(prompt) + len(completion), 2, 2
+    contents = obj.get("contents")
+    if contents is None or type(contents) is not list or not contents:
+        return None
+    keys = 1
+    chars = 0
+    turns = 0
+    si = obj.get("systemInstruction")
+    if si is not None:
+        if n != 2 or type(si) is not dict or len(si) != 1:
+            return None
+        parts = si.get("parts")
+        c = _fast_parts(parts)
+        if c is None:
+            return None
+        chars += c
+        keys += 2 + len(parts)
+        turns += 1
+    elif n != 1:
+        return None
+    expect = "user"
+    for c in contents:
+        if type(c) is not dict or len(c) != 2 or c.get("role") != expect:
+            return None
+        parts = c.get("parts")
+        pc = _fast_parts(parts)
+        if pc is None:
+            return None
+        chars += pc
+        keys += 2 + len(parts)
+        expect = "assistant" if expect == "user" else "user"
+    if expect != "user":
+        return None
+    return formats.GENERATE_CONTENT, chars, turns + len(contents), keys
+
+
+def _fast_parts(parts: Any) -> int | None:
+    if type(parts) is not list or not parts:
+        return None
+    chars = 0
+    for p in parts:
+        if type(p) is not dict or len(p) != 1:
+            return None
+        t = p.get("text")
+        if type(t) is not str or not t or t.isspace():
+            return None
+        chars += len(t)
+    return chars
+
+
+def _no_duplicate_keys(raw: bytes, decoded_keys: int) -> bool:
+    """True when the line provably has no duplicate key; False means "parse exactly".
+
+    Every key token in the raw text is a string followed by optional whitespace and a colon.
+    When no closing quote is followed by whitespace and a colon, each key token contributes
+    one ``":`` to the text, so the count of ``":`` is at least the number of key tokens (string
+    values may add more). Decoding merges duplicates, so the decoded key count is at most the
+    number of key tokens. If the decoded count equals the ``":`` count, then key tokens ==
+    decoded keys: no key was merged, so none was duplicated.
+    """
+    if (b'" ' in raw or b'"\t' in raw or b'"\r' in raw) and _WS_COLON.search(raw):
+        return False
+    return raw.count(b'":') == decoded_keys
+
+
+def _count_keys(obj: Any) -> int:
+    if type(obj) is dict:
+        return len(obj) + sum(_count_keys(v) for v in obj.values() if type(v) in (dict, list))
+    if type(obj) is list:
+        return sum(_count_keys(v) for v in obj if type(v) in (dict, list))
+    return 0
+
+
+def _pairs_hook(dups: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                dups.append(k)
+            out[k] = v
+        return out
+
+    return hook
+
+
+def _json_problem(text: str, e: json.JSONDecodeError) -> str:
+    stripped = text.strip()
+    if stripped in ("{", "[") or (
+        stripped.startswith(("{", "[")) and not stripped.endswith(("}", "]"))
+    ):
+        return f"not a complete JSON value ({e.msg}); pretty-printed JSON? JSONL needs each object on one line"
+    if (
+        stripped.startswith(('"', "}", "]"))
+        or stripped.endswith((",", "}", "]"))
+        and not stripped.startswith(("{", "["))
+    ):
+        return f"not a complete JSON value ({e.msg}); pretty-printed JSON? JSONL needs each object on one line"
+    before = text[: e.pos].rstrip()
+    if before.endswith(",") and e.msg.startswith(
+        ("Expecting property name", "Expecting value", "Illegal trailing comma")
+    ):
+        return "trailing comma before a closing bracket or brace; remove it"
+    return f"invalid JSON: {e.msg}"
+
+
+def _first_image_field(ex: formats.Example) -> str:
+    system = 1 if ex.turns and ex.turns[0].role == "system" else 0
+    for k, t in enumerate(ex.turns):
+        if t.images:
+            if formats.FAMILY[ex.format] == formats.CHAT:
+                return f"messages[{k}].content"
+            return f"contents[{k - system}].parts"
+    return ""

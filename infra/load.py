@@ -1,0 +1,355 @@
+"""Loading a spec: YAML with source positions -> :class:`Spec`, or diagnostics.
+
+PyYAML's composer gives every node its line and column; we build plain Python data from the
+node tree ourselves so that we can (a) remember where every key sits, (b) report duplicate
+keys, which ``yaml.safe_load`` silently resolves to the last one, and (c) point each pydantic
+error at the line of the offending key. Every problem is reported, not just the first.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from infra.diagnostics import Diagnostic, did_you_mean
+from infra.spec import Spec
+
+Positions = dict[str, tuple[int, int]]
+
+
+@dataclass
+class Loaded:
+    """The result of :func:`load_spec`.
+
+    Attributes:
+        path: The spec file, as given.
+        spec: The validated spec; None when any error was found.
+        diagnostics: Every problem found while reading and validating the file's shape.
+        positions: Dotted field path (``tuning_jobs[0].epochs``) -> 1-based (line, column)
+            of its key (of the item itself for list items); ``""`` is the document.
+    """
+
+    path: Path
+    spec: Spec | None
+    diagnostics: list[Diagnostic]
+    positions: Positions = field(default_factory=dict)
+
+    def position(self, path: str) -> tuple[int, int]:
+        """Where ``path`` is, or where its closest written ancestor is (defaults are unwritten)."""
+        return locate(self.positions, path)
+
+
+def load_spec(path: str | Path) -> Loaded:
+    """Reads a spec file and validates its shape against :class:`Spec`.
+
+    Semantic rules (references, catalog lookups, naming rules) are not checked here; see
+    :mod:`infra.checks`.
+
+    Args:
+        path: The YAML spec file.
+
+    Returns:
+        A :class:`Loaded`; ``spec`` is None when there is any error.
+    """
+    p = Path(path)
+    display = str(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return Loaded(
+            p,
+            None,
+            [_err("file-not-found", display, 0, 0, "", f"spec file {display} does not exist")],
+        )
+    except IsADirectoryError:
+        return Loaded(
+            p,
+            None,
+            [
+                _err(
+                    "file-unreadable",
+                    display,
+                    0,
+                    0,
+                    "",
+                    f"{display} is a directory, not a spec file",
+                )
+            ],
+        )
+    except OSError as e:
+        return Loaded(
+            p,
+            None,
+            [
+                _err(
+                    "file-unreadable",
+                    display,
+                    0,
+                    0,
+                    "",
+                    f"cannot read {display}: {e.strerror or e}",
+                )
+            ],
+        )
+    except UnicodeDecodeError as e:
+        line, col = _byte_position(p.read_bytes(), e.start)
+        return Loaded(
+            p,
+            None,
+            [
+                _err(
+                    "invalid-encoding",
+                    display,
+                    line,
+                    col,
+                    "",
+                    f"the spec is not UTF-8 ({e.reason})",
+                )
+            ],
+        )
+    return load_text(text, display, p)
+
+
+def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
+    """Like :func:`load_spec` for YAML text already in memory (``display`` names it in messages)."""
+    p = path or Path(display)
+    try:
+        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        msg = " ".join(str(x) for x in (e.context, e.problem) if x) or str(e)
+        return Loaded(
+            p, None, [_err("invalid-yaml", display, line, col, "", f"not valid YAML: {msg}")]
+        )
+    except yaml.YAMLError as e:
+        return Loaded(p, None, [_err("invalid-yaml", display, 1, 1, "", f"not valid YAML: {e}")])
+    docs = [d for d in docs if d is not None]
+    if len(docs) > 1:
+        m = docs[1].start_mark
+        return Loaded(
+            p,
+            None,
+            [
+                _err(
+                    "invalid-yaml",
+                    display,
+                    m.line + 1,
+                    m.column + 1,
+                    "",
+                    "a spec is one YAML document; remove the second '---' document",
+                )
+            ],
+        )
+    builder = _Builder(display)
+    data: Any = builder.build(docs[0], "") if docs else {}
+    positions = builder.positions
+    positions.setdefault("", (1, 1))
+    diags = builder.diagnostics
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        diags.append(
+            _err(
+                "invalid-value", display, 1, 1, "", "a spec must be a mapping with a 'project' key"
+            )
+        )
+        return Loaded(p, None, diags, positions)
+    spec: Spec | None = None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        diags.extend(_pydantic_diagnostics(e, data, positions, display))
+    if diags:
+        spec = None
+    return Loaded(p, spec, diags, positions)
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    """``("tuning_jobs", 0, "epochs")`` -> ``tuning_jobs[0].epochs``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def locate(positions: Positions, path: str) -> tuple[int, int]:
+    """Position of ``path``, else of its nearest ancestor that is written in the file."""
+    while path:
+        if path in positions:
+            return positions[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return positions.get("", (1, 1))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _err(code: str, file: str, line: int, col: int, fld: str, msg: str) -> Diagnostic:
+    return Diagnostic("error", code, file, line, col, fld, msg)
+
+
+def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return line, col
+
+
+class _Builder:
+    """Turns a composed node tree into Python data, recording positions and duplicate keys."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.positions: Positions = {}
+        self.diagnostics: list[Diagnostic] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            seen: dict[Any, tuple[int, int]] = {}
+            for key_node, value_node in node.value:
+                key = (
+                    self._scalar(key_node)
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else str(key_node.value)
+                )
+                pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                child = f"{path}.{key}" if path else str(key)
+                if key in seen:
+                    first = seen[key][0]
+                    self.diagnostics.append(
+                        _err(
+                            "duplicate-key",
+                            self.display,
+                            *pos,
+                            child,
+                            f"key {key!r} appears twice in this mapping (first on line {first}); remove one",
+                        )
+                    )
+                    continue
+                seen[key] = pos
+                self.positions[child] = pos
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                child = f"{path}[{i}]"
+                self.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                items.append(self.build(item, child))
+            return items
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            # An unconstructible scalar (e.g. a bad timestamp) stays text; pydantic judges it.
+            return node.value
+
+
+def _pydantic_diagnostics(
+    e: ValidationError, data: Any, positions: Positions, display: str
+) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for err in e.errors(include_url=False):
+        loc = tuple(err["loc"])
+        fld = dotted(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = _fields_at(loc[:-1])
+            hint = did_you_mean(key, allowed) or (
+                f" (known keys: {', '.join(allowed)})" if allowed else ""
+            )
+            out.append(
+                _err(
+                    "unknown-field",
+                    display,
+                    *locate(positions, fld),
+                    fld,
+                    f"unknown key '{key}'{hint}",
+                )
+            )
+        elif kind == "missing":
+            parent = dotted(loc[:-1])
+            out.append(
+                _err(
+                    "missing-field",
+                    display,
+                    *locate(positions, parent),
+                    fld,
+                    f"required key '{loc[-1]}' is missing",
+                )
+            )
+        else:
+            msg = err["msg"]
+            got = _value_at(data, loc)
+            if kind == "literal_error" and isinstance(got, str):
+                expected = [str(x) for x in typing.get_args(_annotation_at(loc))]
+                msg = f"{got!r} is not one of {', '.join(expected)}" + did_you_mean(got, expected)
+            elif got is not _MISSING and not isinstance(got, dict | list):
+                msg = f"{msg} (got {got!r})"
+            out.append(_err("invalid-value", display, *locate(positions, fld), fld, msg))
+    return out
+
+
+_MISSING = object()
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _unwrap(tp: Any) -> Any:
+    """The model or item type under Optional[...], list[...], Annotated[...]."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _annotation_at(loc: tuple[Any, ...]) -> Any:
+    tp: Any = Spec
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            tp = args[0] if args else Any
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return Any
+    return _unwrap(tp)
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    tp = _annotation_at(loc)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []
