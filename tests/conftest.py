@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +32,58 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@dataclass(frozen=True)
+class LocalApiHandle:
+    """A running ``tunestack serve --smoke`` (see the ``local_api`` fixture).
+
+    Attributes:
+        api_url: Base URL of the local Vertex REST API.
+        storage_url: The GCS emulator URL (``STORAGE_EMULATOR_HOST``).
+        token: Bearer token of the API.
+        home: Its ``TUNESTACK_HOME`` (the suite's temporary one).
+        pid: Server process id.
+    """
+
+    api_url: str
+    storage_url: str
+    token: str
+    home: Path
+    pid: int
+
+    def credentials(self) -> Any:
+        """google-auth credentials carrying the token (for Google's SDKs)."""
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=self.token)
+
+    def storage_client(self) -> Any:
+        """A google-cloud-storage client bound to the emulator."""
+        from infra.local import storage
+
+        return storage.client(self.storage_url)
+
+
+@pytest.fixture(scope="session")
+def local_api() -> Iterator[LocalApiHandle]:
+    """The GCS emulator + ``tunestack serve --smoke`` on free ports, for the whole session.
+
+    It runs in the suite's temporary ``TUNESTACK_HOME`` (so ``infra.local.home.discover()``
+    and ``Target.local()``-style discovery find it) with the real trainer; it is stopped at
+    the end of the session.
+    """
+    from infra.local import daemon
+
+    proc, api = daemon.spawn(["--smoke"], timeout=120)
+    try:
+        yield LocalApiHandle(
+            api.api_url, api.storage_url, api.token, Path(os.environ["TUNESTACK_HOME"]), proc.pid
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

