@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.local import daemon, server
+from google.api_core import exceptions as gexc
+from rich.console import Console
+
+from infra.local import converge, daemon, server
+from infra.providers import vertex
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
 
@@ -67,6 +72,39 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
+    for name, helptext in (
+        ("up", "converge a spec: --local runs it on the local API"),
+        ("down", "remove what `up` created: --local on the local API"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("spec", type=Path, help="the YAML spec")
+        p.add_argument(
+            "--local",
+            action="store_true",
+            help="use the local API and GCS emulator (started in the background when needed)",
+        )
+        if name == "up":
+            p.add_argument(
+                "--smoke",
+                action="store_true",
+                help="start the local API with tiny random base models (when it is not already running)",
+            )
+            p.add_argument("--no-predict", action="store_true", help="skip the sample prediction")
+            p.set_defaults(func=cmd_up)
+        else:
+            p.add_argument(
+                "--delete-buckets",
+                action="store_true",
+                help="also delete the spec's buckets and their objects. Default: keep them",
+            )
+            p.set_defaults(func=cmd_down)
+    p = sub.add_parser(
+        "demo",
+        help="the whole flow on this machine: up specs/local-demo.yaml --local on a tiny random model",
+    )
+    p.add_argument("--no-predict", action="store_true", help="skip the sample prediction")
+    p.set_defaults(func=cmd_demo)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Runs the local API until interrupted (or stops the background one with --stop)."""
@@ -74,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pid = daemon.stop()
         print(f"stopped the local API (pid {pid})" if pid else "no local API is running")
         return 0
+
     settings = server.Settings(
         port=args.port,
         host=args.host,
@@ -100,3 +139,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``up SPEC --local``: exit 0 converged, 1 invalid spec/data or a failed job/deploy."""
+    if not args.local:
+        return _cloud_hint("up")
+    return _run(
+        lambda console: converge.up(args.spec, args.smoke, console, predict=not args.no_predict),
+        args.spec,
+    )
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """``down SPEC --local``: undeploys, deletes endpoints and models, cancels running jobs."""
+    if not args.local:
+        return _cloud_hint("down")
+    return _run(lambda console: converge.down(args.spec, args.delete_buckets, console), args.spec)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: ``up specs/local-demo.yaml --local --smoke``."""
+    return _run(
+        lambda console: converge.up(DEMO_SPEC, True, console, predict=not args.no_predict),
+        DEMO_SPEC,
+    )
+
+
+def _run(step: Callable[[Console], object], spec: Path) -> int:
+    console = Console(soft_wrap=True)
+    if not spec.exists():
+        print(f"{spec}: error: no such file", file=sys.stderr)
+        return 1
+    try:
+        step(console)
+    except (converge.UpError, vertex.VertexError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except gexc.GoogleAPICallError as e:
+        print(f"error: the local API refused a call: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cloud_hint(command: str) -> int:
+    print(
+        f"tunestack {command} without --local is the Pulumi program: see `tunestack plan SPEC`; "
+        f"add --local to run the spec on this machine",
+        file=sys.stderr,
+    )
+    return 2

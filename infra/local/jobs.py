@@ -298,6 +298,10 @@ class Scheduler:
             spec.get("trainingDatasetUri", ""),
             "--output-dir",
             job["outputUri"],
+            "--base-model-id",
+            job.get("baseModel", ""),
+            # A log file is no terminal: periodic log lines instead of a live progress bar.
+            "--no-progress",
         ]
         if spec.get("validationDatasetUri"):
             cmd += ["--validation-data", spec["validationDatasetUri"]]

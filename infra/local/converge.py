@@ -1,0 +1,437 @@
+"""``tunestack up SPEC --local`` and ``down SPEC --local``: converge a spec on the local API.
+
+The same client layer the Pulumi providers use (:mod:`infra.providers.vertex`) does the Vertex
+calls, against the local API found in ``$TUNESTACK_HOME/local/api.json``; buckets and dataset
+uploads go to the GCS emulator with google-cloud-storage. Every step is idempotent, so a
+re-run changes nothing and an interrupted run (Ctrl-C, kill -9) converges when re-run:
+
+- buckets: created when missing;
+- datasets: content-addressed object names from the plan (``.../<sha256[:16]>/train.jsonl``),
+  uploaded only when the object is missing;
+- tuning jobs: one at a time in plan order; each carries the deterministic ``tunestack-key``
+  label and an existing queued/running/succeeded job with that key is adopted, never
+  duplicated (the detached server keeps training while ``up`` is gone);
+- endpoints: found by the key in their display name (adopted), else deployed.
+
+What ``up`` touched is also recorded in ``local/applied/<spec>.json`` so that ``down`` finds
+it even after the spec or its data changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import aiplatform_v1beta1 as aip
+from google.protobuf import json_format, struct_pb2
+from rich.console import Console
+from rich.status import Status
+
+from infra import checks
+from infra.local import daemon, home, storage
+from infra.plan import EndpointPlan, JobPlan, Plan, build_plan
+from infra.providers import vertex
+
+#: Image URI recorded on custom jobs run locally (the local API runs the trainer natively).
+LOCAL_IMAGE = "local/tunestack-trainer:native"
+#: Longest wait for one tuning job or deployment.
+JOB_DEADLINE_S = 6 * 3600.0
+DEPLOY_DEADLINE_S = 1800.0
+#: Fast polling: the server is on this machine.
+POLL = {"initial_delay": 0.5, "max_delay": 3.0}
+SAMPLE_PROMPT = "What is a car?"
+
+
+@dataclass
+class Changes:
+    """What one ``up`` or ``down`` did (printed as the summary; tests assert on it)."""
+
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.deleted)
+
+
+class UpError(Exception):
+    """A failure ``up``/``down`` reports as one message, exit 1 (no traceback)."""
+
+
+def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> Changes:
+    """Converges a spec on the local API (started in the background when not running).
+
+    Args:
+        spec_path: The YAML spec.
+        smoke: Start the server with ``--smoke`` (tiny random base models) when it is not running.
+        console: Where progress and the summary go.
+        predict: Send a sample prediction to each endpoint at the end.
+
+    Returns:
+        What was created and adopted.
+
+    Raises:
+        UpError: invalid spec or dataset (diagnostics printed, nothing uploaded), a failed
+            job or deployment, or a server that cannot start.
+    """
+    plan = _validated_plan(spec_path, console)
+    changes = Changes()
+    with console.status("starting the local API", spinner="dots") as status:
+        try:
+            api, started = daemon.ensure(smoke)
+        except daemon.DaemonError as e:
+            raise UpError(str(e)) from None
+        smoke_server = bool((daemon.status(api) or {}).get("smoke"))
+        console.print(
+            f"local API {'started' if started else 'reused'}: {api.api_url} (storage {api.storage_url})"
+        )
+        target = vertex.Target.local(plan.project.project_id, plan.project.region)
+        record = _Record(spec_path)
+        gcs = storage.client(api.storage_url, plan.project.project_id)
+        _buckets(gcs, plan, changes, console, status)
+        _uploads(gcs, plan, changes, console, status)
+        record.meta(project=plan.project.project_id, region=plan.project.region)
+        for job in plan.jobs:
+            _job(target, plan, job, changes, record, console, status)
+        endpoints = [
+            _endpoint(target, plan, ep, changes, record, console, status) for ep in plan.endpoints
+        ]
+    for (endpoint, _model), ep in zip(endpoints, plan.endpoints, strict=True):
+        console.print(f"endpoint [bold]{ep.endpoint}[/]: {endpoint}")
+        if predict:
+            text = sample_prediction(target, endpoint)
+            console.print(f"  sample prediction for {SAMPLE_PROMPT!r}: {text!r}", markup=False)
+    if predict and smoke_server and plan.endpoints:
+        console.print(
+            "  (smoke mode: the base model was a tiny random-initialised one, so its answers are noise)"
+        )
+    _summary(changes, console)
+    return changes
+
+
+def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
+    """Undeploys and deletes the spec's endpoints and models, cancels its running jobs.
+
+    Buckets (and their data) are kept unless ``delete_buckets``. The background server is
+    stopped when nothing is left running on it.
+
+    Raises:
+        UpError: the local API cannot be reached.
+    """
+    changes = Changes()
+    found = daemon.running()
+    record = _Record(spec_path)
+    if found is None:
+        console.print("no local API is running: nothing is deployed or training")
+        return changes
+    api, _ = found
+    report = checks.validate(spec_path)
+    plan = build_plan(report.spec, report, spec_path) if report.ok and report.spec else None
+    project = plan.project.project_id if plan else record.data.get("project", "local-project")
+    region = plan.project.region if plan else record.data.get("region", "us-central1")
+    target = vertex.Target.local(project, region)
+    with console.status("removing", spinner="dots") as status:
+        endpoints = dict(record.data.get("endpoints", {}))
+        if plan is not None:
+            for ep in plan.endpoints:
+                key = vertex.deployment_key(_deploy_inputs(plan, ep))
+                hit = vertex.find_deployment(target, key)
+                if hit is not None:
+                    endpoints[ep.endpoint] = {"endpoint": hit[0], "model": hit[1]}
+                for orphan in vertex.find_models(target, key):
+                    endpoints.setdefault(
+                        f"{ep.endpoint} (orphan model)", {"endpoint": None, "model": orphan}
+                    )
+        for label, ids in endpoints.items():
+            status.update(f"undeploying {label}")
+            gone_before = (
+                ids.get("endpoint") is None or vertex.get_endpoint(target, ids["endpoint"]) is None
+            ) and (not ids.get("model") or not vertex.model_exists(target, ids["model"]))
+            vertex.undeploy_and_delete(
+                target, ids.get("endpoint"), ids.get("model"), DEPLOY_DEADLINE_S, **POLL
+            )
+            if not gone_before:
+                changes.deleted.append(f"endpoint {label}")
+                console.print(f"[red]-[/] endpoint {label} undeployed and deleted (with its model)")
+        jobs = dict(record.data.get("jobs", {}))
+        if plan is not None:
+            for job in plan.jobs:
+                inputs = _job_inputs(plan, job)
+                key = vertex.job_key(inputs)
+                hit = (
+                    vertex.find_custom_job(target, key)
+                    if job.engine == "trainer_image"
+                    else vertex.find_tuning_job(target, key)
+                )
+                if hit is not None:
+                    jobs[job.job] = hit.name
+        for label, name in jobs.items():
+            try:
+                state = vertex.state_name(vertex.get_job(target, name))
+            except gexc.NotFound:
+                continue
+            if state in vertex.TERMINAL_STATES:
+                continue
+            status.update(f"cancelling job {label}")
+            final = vertex.cancel_and_wait(target, name, 120, **POLL)
+            changes.deleted.append(f"job {label}")
+            console.print(f"[red]-[/] job {label} cancelled ({final})")
+        if delete_buckets and plan is not None:
+            gcs = storage.client(api.storage_url, project)
+            for bucket in plan.buckets:
+                b = gcs.bucket(bucket.bucket)
+                if not b.exists():
+                    continue
+                for blob in gcs.list_blobs(bucket.bucket):
+                    blob.delete()
+                b.delete()
+                changes.deleted.append(f"bucket {bucket.bucket}")
+                console.print(f"[red]-[/] bucket {bucket.bucket} deleted")
+    record.clear()
+    if _server_idle(target):
+        pid = daemon.stop()
+        console.print(f"local API stopped (pid {pid}): nothing left running on it")
+    if not changes.changed:
+        console.print("nothing to remove")
+    return changes
+
+
+def sample_prediction(target: vertex.Target, endpoint: str, prompt: str = SAMPLE_PROMPT) -> str:
+    """One prediction through the GAPIC client (the instance fields of Google's sample)."""
+    instance = json_format.ParseDict(
+        {
+            "prompt": prompt,
+            "max_tokens": 32,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 1,
+            "raw_response": True,
+        },
+        struct_pb2.Value(),
+    )
+    svc = vertex.client(aip.PredictionServiceClient, target)
+    response = svc.predict(endpoint=endpoint, instances=[instance])
+    return str(response.predictions[0]) if response.predictions else ""
+
+
+# -- steps ----------------------------------------------------------------------------------
+
+
+def _validated_plan(spec_path: Path, console: Console) -> Plan:
+    report = checks.validate(spec_path)
+    for d in report.diagnostics:
+        console.print(d.format(), markup=False, highlight=False)
+    if not report.ok or report.spec is None:
+        raise UpError(f"{spec_path}: invalid; nothing was uploaded or submitted")
+    return build_plan(report.spec, report, spec_path)
+
+
+def _buckets(gcs: Any, plan: Plan, changes: Changes, console: Console, status: Status) -> None:
+    wanted = [b.bucket for b in plan.buckets]
+    for uri in [j.output_uri for j in plan.jobs] + [u.uri for u in plan.uploads]:
+        name = uri[5:].split("/", 1)[0]
+        if name not in wanted:
+            wanted.append(name)
+    for name in wanted:
+        status.update(f"bucket {name}")
+        if gcs.bucket(name).exists():
+            changes.adopted.append(f"bucket {name}")
+            continue
+        try:
+            gcs.create_bucket(name)
+        except gexc.Conflict:
+            changes.adopted.append(f"bucket {name}")
+            continue
+        changes.created.append(f"bucket {name}")
+        console.print(f"[green]+[/] bucket gs://{name}")
+
+
+def _uploads(gcs: Any, plan: Plan, changes: Changes, console: Console, status: Status) -> None:
+    for upload in plan.uploads:
+        status.update(f"dataset {upload.dataset} ({upload.split})")
+        blob = gcs.bucket(upload.bucket).blob(upload.object_name)
+        if blob.exists():
+            changes.adopted.append(f"upload {upload.uri}")
+            continue
+        # Content-addressed name: an existing object already holds exactly these bytes.
+        blob.upload_from_filename(upload.local_path)
+        changes.created.append(f"upload {upload.uri}")
+        console.print(
+            f"[green]+[/] {upload.uri} ({Path(upload.local_path).stat().st_size:,} bytes)"
+        )
+
+
+def _job_inputs(plan: Plan, job: JobPlan) -> dict[str, Any]:
+    """The providers' job inputs (as :mod:`infra.emit.vertex` builds them): same key."""
+    inputs: dict[str, Any] = {
+        "project": plan.project.project_id,
+        "location": plan.project.region,
+        "base_model": job.base_model,
+        "tuning_mode": job.tuning_mode,
+        "train_dataset_uri": job.train_uri,
+        "output_uri": job.output_uri,
+        "epochs": job.epochs,
+        "custom_base_model": job.custom_base_model,
+        "learning_rate": job.learning_rate,
+        "learning_rate_multiplier": job.learning_rate_multiplier,
+        "adapter_size": job.adapter_size,
+        "validation_dataset_uri": job.validation_uri,
+        "display_name": job.job,
+        "labels": job.labels,
+        "dataset_identity": job.dataset_identity,
+    }
+    if job.engine == "trainer_image":
+        inputs.update(image_uri=LOCAL_IMAGE, replicas=job.replicas, machine_type=job.machine_type)
+    return inputs
+
+
+def _job(
+    target: vertex.Target,
+    plan: Plan,
+    job: JobPlan,
+    changes: Changes,
+    record: _Record,
+    console: Console,
+    status: Status,
+) -> None:
+    """Adopts or submits one job, then waits for it (jobs run one at a time, in plan order)."""
+    inputs = _job_inputs(plan, job)
+    status.update(f"job {job.job}: looking for it")
+    if job.engine == "trainer_image":
+        name, adopted = vertex.ensure_custom_job(target, inputs)
+    else:
+        name, adopted = vertex.ensure_tuning_job(target, inputs)
+    record.set("jobs", job.job, name)
+    state = vertex.state_name(vertex.get_job(target, name))
+    if adopted:
+        changes.adopted.append(f"job {job.job}")
+        console.print(f"[yellow]=[/] job {job.job}: adopted {name} ({state})")
+    else:
+        changes.created.append(f"job {job.job}")
+        console.print(f"[green]+[/] job {job.job}: submitted {name}")
+    collection = "customJobs" if vertex.is_custom_job(name) else "tuningJobs"
+    rid = name.rsplit("/", 1)[-1]
+
+    def progress(current: Any) -> None:
+        line = _last_log_line(target, collection, rid)
+        status.update(
+            f"job {job.job}: {vertex.state_name(current).removeprefix('JOB_STATE_')}  {line}"
+        )
+
+    done = vertex.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
+    try:
+        vertex.raise_for_job(done)
+    except vertex.JobFailed as e:
+        log = home.local_dir() / "logs" / f"{collection}-{rid}.log"
+        raise UpError(f"{e}\n  trainer log: {log}\n  (a re-run submits it again)") from None
+    if not adopted or state not in vertex.TERMINAL_STATES:
+        console.print(f"  job {job.job}: succeeded")
+
+
+def _endpoint(
+    target: vertex.Target,
+    plan: Plan,
+    ep: EndpointPlan,
+    changes: Changes,
+    record: _Record,
+    console: Console,
+    status: Status,
+) -> tuple[str, str]:
+    """Adopts or deploys one endpoint and waits until it serves."""
+    inputs = _deploy_inputs(plan, ep)
+    status.update(f"endpoint {ep.endpoint}: deploying {ep.model_uri}")
+    endpoint, model, adopted = vertex.ensure_deployment(target, inputs, DEPLOY_DEADLINE_S, **POLL)
+    record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": model})
+    if adopted:
+        changes.adopted.append(f"endpoint {ep.endpoint}")
+    else:
+        changes.created.append(f"endpoint {ep.endpoint}")
+        console.print(f"[green]+[/] endpoint {ep.endpoint}: deployed {ep.model_uri}")
+    return endpoint, model
+
+
+def _last_log_line(target: vertex.Target, collection: str, rid: str) -> str:
+    """The trainer's latest log line (the server's ``/local/v1`` helper), for live progress."""
+    api = home.discover()
+    if api is None:
+        return ""
+    req = urllib.request.Request(
+        f"{api.api_url}/local/v1/{collection}/{rid}/log?tail=1",
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            lines = json.loads(resp.read()).get("lines", [])
+    except (OSError, ValueError):
+        return ""
+    return lines[-1][-100:] if lines else ""
+
+
+def _deploy_inputs(plan: Plan, ep: EndpointPlan) -> dict[str, Any]:
+    """The providers' deployment inputs (as :mod:`infra.emit.vertex` builds them)."""
+    return {
+        "project": plan.project.project_id,
+        "location": plan.project.region,
+        "gcs_uri": ep.model_uri,
+        "machine_type": ep.machine_type,
+        "endpoint_display_name": ep.endpoint,
+        "model_display_name": ep.job or ep.endpoint,
+        "accelerator_type": ep.accelerator_type,
+        "accelerator_count": ep.accelerator_count,
+        "min_replicas": ep.min_replicas,
+        "max_replicas": ep.max_replicas,
+    }
+
+
+def _server_idle(target: vertex.Target) -> bool:
+    """True when the server has no endpoint and no unfinished job in any project."""
+    data = home.local_dir() / "state"
+    for collection in ("endpoints",):
+        if any((data / collection).glob("*.json")):
+            return False
+    for collection in ("tuningJobs", "customJobs"):
+        for path in (data / collection).glob("*.json"):
+            state = json.loads(path.read_text())["resource"].get("state")
+            if state not in vertex.TERMINAL_STATES:
+                return False
+    return True
+
+
+def _summary(changes: Changes, console: Console) -> None:
+    if not changes.changed:
+        console.print(
+            f"[bold]up to date[/]: nothing to change ({len(changes.adopted)} resources already in place)"
+        )
+    else:
+        console.print(
+            f"[bold]done[/]: {len(changes.created)} created, {len(changes.adopted)} unchanged"
+        )
+
+
+class _Record:
+    """``local/applied/<hash of the spec path>.json``: job and endpoint names ``up`` used."""
+
+    def __init__(self, spec_path: Path) -> None:
+        digest = hashlib.sha256(str(spec_path.resolve()).encode()).hexdigest()[:16]
+        self.path = home.local_dir() / "applied" / f"{digest}.json"
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {"spec": str(spec_path.resolve()), "jobs": {}, "endpoints": {}}
+
+    def set(self, section: str, key: str, value: Any) -> None:
+        self.data.setdefault(section, {})[key] = value
+        home.write_json_atomic(self.path, self.data)
+
+    def meta(self, **values: str) -> None:
+        self.data.update(values)
+        home.write_json_atomic(self.path, self.data)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
