@@ -246,11 +246,10 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(str(e)) from None
     for f in dataclasses.fields(TrainConfig):
         v = getattr(cfg, f.name)
-        if f.name in ("epochs", "adapter_size", "batch_size", "gradient_accumulation_steps"):
-            if not isinstance(v, int) or isinstance(v, bool):
-                errs.append(f"{f.name}: expected an integer, got {v!r}")
-    if not errs:
-        errs.extend(cfg.validate())
+        ints = ("epochs", "adapter_size", "batch_size", "gradient_accumulation_steps")
+        if f.name in ints and (not isinstance(v, int) or isinstance(v, bool)):
+            errs.append(f"{f.name}: expected an integer, got {v!r}")
+    errs.extend(cfg.validate())
     if errs:
         raise ConfigError("\n".join(errs))
     return cfg

@@ -94,11 +94,33 @@ class Dist:
         return self.rank == 0
 
 
+@dataclass
+class Result:
+    """What a run leaves in memory (tests compare it with what was saved)."""
+
+    output: Path
+    model: torch.nn.Module | None = None
+    tokenizer: Any = None
+    steps: int = 0
+    already_done: bool = False
+
+
 def run(cfg: TrainConfig) -> int:
     """Trains per ``cfg`` and writes the artifacts; returns the process exit code.
 
     Raises:
         DataError: when the dataset is unusable (reported by the CLI as a user error).
+        FileNotFoundError: when an input does not exist.
+    """
+    train(cfg)
+    return 0
+
+
+def train(cfg: TrainConfig) -> Result:
+    """Trains per ``cfg``, writes the artifacts, and returns the trained model.
+
+    Raises:
+        DataError: when the dataset is unusable.
         FileNotFoundError: when an input does not exist.
     """
     d = _init_distributed()
@@ -114,7 +136,7 @@ def run(cfg: TrainConfig) -> int:
             dist.destroy_process_group()
 
 
-def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> int:
+def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
     base = storage.fetch(cfg.base_model, scratch / "base")
     train_path = storage.fetch(cfg.train_data, scratch / "data")
     val_path = storage.fetch(cfg.validation_data, scratch / "val") if cfg.validation_data else None
@@ -126,7 +148,7 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> int:
     out.pull("postprocess/node-0/checkpoints/final/model.safetensors.index.json")
     if (ckpts / "final" / "model.safetensors.index.json").exists():
         _log(d, f"{ckpts / 'final'} exists: the run already finished")
-        return 0
+        return Result(node, already_done=True)
 
     hf_config = AutoConfig.from_pretrained(base)
     vision = hasattr(hf_config, "vision_config")
@@ -275,11 +297,9 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> int:
                 _save_weights(cfg, model, hf_model, hf_config, tokenizer, processor, ck, d)
                 _save_resume(node / "resume", model, optimizer, scheduler, epoch + 1, step, d)
                 if d.main:
-                    _plot(node)
                     out.push(ck)
                     out.push(node / "resume")
                     out.push(node / "metrics.jsonl")
-                    out.push(node / "loss_curve.png")
                     _log(d, f"saved {ck.name}")
     final = ckpts / "final"
     _save_weights(cfg, model, hf_model, hf_config, tokenizer, processor, final, d, adapter=True)
@@ -292,7 +312,7 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> int:
         _log(d, f"done: {final}")
     if dist.is_initialized():
         dist.barrier()
-    return 0
+    return Result(node, model, tokenizer, step)
 
 
 # --- model ---------------------------------------------------------------------------------
