@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import google.auth
 import google.auth.credentials
+import google.auth.exceptions
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.cloud import aiplatform_v1beta1 as aip
@@ -571,7 +572,8 @@ def checkpoint_uris(target: Target, output_uri: str) -> tuple[str, list[str]]:
     bucket, _, path = prefix.removeprefix("gs://").partition("/")
     try:
         names = _list_prefixes(target, bucket, path + "/")
-    except (gexc.GoogleAPIError, OSError):
+    except (gexc.GoogleAPIError, google.auth.exceptions.GoogleAuthError, OSError):
+        # Listing is a convenience; the final checkpoint's URI is known without it.
         return final, []
     steps = []
     for name in names:
