@@ -16,12 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate, chain
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+import msgspec
 import orjson
 from trainer import formats
 
@@ -41,9 +46,35 @@ _BOM = b"\xef\xbb\xbf"
 # could miss a key token (JSON allows it; compact writers never emit it).
 _QUOTE_SPACE = (b'" ', b'"\t', b'"\r')
 _WS_COLON = re.compile(rb'"[ \t\r]+:')
+# The block fast path for text chat (see _Validator.fast_chat_block).
+_ROLE_CODE = {"system": "s", "user": "u", "assistant": "a"}
+_CHAT_ORDER = re.compile(r"(?:s?(?:ua)+)+")
+_MESSAGES = operator.attrgetter("messages")
+_ROLE = operator.attrgetter("role")
+_CONTENT = operator.attrgetter("content")
+# In NUL-joined raw JSON contents: a content that is not a JSON string, or whose first
+# character is a quote (empty), an escape, or any character str.isspace() accepts (raw, in
+# UTF-8), so it could be whitespace only. Any hit sends the block to the exact path.
+_SPACES = b"".join(
+    b"|" + re.escape(chr(c).encode()) for c in range(0x80, 0x110000) if chr(c).isspace()
+)
+_BAD_START = re.compile(rb'\0(?:[^"]|"(?:[ "\\]' + _SPACES + rb"))")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB89][0-9a-fA-F]{2}")
 
 Progress = Callable[[int], None]
+
+
+# gc=False: these structs hold no cycles, and skipping GC tracking makes decoding faster.
+class _ChatMessage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    role: Literal["system", "user", "assistant"]
+    content: msgspec.Raw
+
+
+class _ChatExample(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    messages: list[_ChatMessage]
+
+
+_CHAT_LINES = msgspec.json.Decoder(_ChatExample)
 
 
 def validate_dataset_file(
@@ -127,19 +158,13 @@ def validate_stream(
     v = _Validator(display, model, tokenizer, max_seq_length)
     hasher = hashlib.sha256()
     size = [0]
-    for lineno, raw in _lines(stream, hasher, progress, size):
-        if raw is None:
-            v.add(
-                "error",
-                "line-too-long",
-                lineno,
-                1,
-                "",
-                f"line is over {MAX_LINE_BYTES // (1 << 20)} MiB; JSONL lines this long are not read (one example per line, images in Cloud Storage)",
-            )
-            v.nonblank += 1
+    lineno = 0
+    for block in _prefetch(_blocks(stream, hasher, progress, size)):
+        if block is None:
+            lineno += 1
+            v.oversized(lineno)
             continue
-        v.line(lineno, raw)
+        lineno = v.block(lineno, block)
     summary.bytes = size[0]
     return v.finish(summary, hasher.hexdigest())
 
@@ -147,53 +172,97 @@ def validate_stream(
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _lines(
+def _blocks(
     stream: IO[bytes], hasher: Any, progress: Progress | None, size: list[int]
-) -> Iterator[tuple[int, bytes | None]]:
-    """Yields (line number, line without its newline), or (n, None) for an oversized line.
+) -> Iterator[bytes | None]:
+    """Yields blocks of whole lines (each block ends with a newline), None for an oversized line.
 
     Also feeds every byte to ``hasher`` and keeps the bytes read so far in ``size[0]``.
     """
-    lineno = 0
-    pending: list[bytes] = []  # pieces of the current line (a line may span many chunks)
+    pending: list[bytes] = []  # pieces of an unfinished line (it may span many chunks)
     pending_size = 0
-    oversized = False
-    total = 0
+    skipping = False  # inside an oversized line: drop bytes until its newline
     while True:
         chunk = stream.read(_CHUNK)
         if not chunk:
             break
         hasher.update(chunk)
-        total += len(chunk)
-        size[0] = total
+        size[0] += len(chunk)
         if progress is not None:
-            progress(total)
-        pieces = chunk.split(b"\n")
-        last = pieces.pop()  # the unterminated rest
-        if pieces:
-            first = pieces[0]
-            lineno += 1
-            if oversized or pending_size + len(first) > MAX_LINE_BYTES:
-                yield lineno, None
-            elif pending:
-                pending.append(first)
-                yield lineno, b"".join(pending)
-            else:
-                yield lineno, first
-            pending, pending_size, oversized = [], 0, False
-            for line in pieces[1:]:
-                lineno += 1
-                yield lineno, (line if len(line) <= MAX_LINE_BYTES else None)
-        if last:
-            if oversized or pending_size + len(last) > MAX_LINE_BYTES:
+            progress(size[0])
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            yield None
+            skipping = False
+            chunk = chunk[nl + 1 :]
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size > MAX_LINE_BYTES:
                 # Drop what we hold: the line is reported, never kept in memory.
-                pending, pending_size, oversized = [], 0, True
-            else:
-                pending.append(last)
-                pending_size += len(last)
-    if pending or oversized:
-        lineno += 1
-        yield lineno, (None if oversized else b"".join(pending))
+                pending, pending_size, skipping = [], 0, True
+            continue
+        if pending:
+            pending.append(chunk[: last + 1])
+            head = b"".join(pending)
+            if head.find(b"\n") > MAX_LINE_BYTES:
+                yield None
+                head = head[head.find(b"\n") + 1 :]
+            if head:
+                yield head
+        else:
+            yield chunk if last == len(chunk) - 1 else chunk[: last + 1]
+        rest = chunk[last + 1 :]
+        pending, pending_size = ([rest], len(rest)) if rest else ([], 0)
+    if skipping:
+        yield None
+    elif pending:
+        yield b"".join(pending) + b"\n"
+
+
+def _prefetch(blocks: Iterator[bytes | None], depth: int = 4) -> Iterator[bytes | None]:
+    """Runs ``blocks`` in a reader thread, ``depth`` blocks ahead (bounded: memory stays flat).
+
+    Reading and hashing release the GIL, so they overlap with validation on another core.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for b in blocks:
+                if not put(b):
+                    return
+            put(done)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            put(e)
+
+    t = threading.Thread(target=run, name="tunestack-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 @dataclass
@@ -225,6 +294,119 @@ class _Validator:
             return
         self.shown[code] = n + 1
         self.diagnostics.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
+
+    def oversized(self, lineno: int) -> None:
+        self.nonblank += 1
+        self.add(
+            "error",
+            "line-too-long",
+            lineno,
+            1,
+            "",
+            f"line is over {MAX_LINE_BYTES // (1 << 20)} MiB; JSONL lines this long are not read (one example per line, images in Cloud Storage)",
+        )
+
+    def block(self, lineno: int, block: bytes) -> int:
+        """Validates a block of whole lines after line ``lineno``; returns the last line number."""
+        lines = block.count(b"\n")
+        if (
+            self.tokenizer is None
+            and self.family in (None, formats.CHAT)
+            and (lineno > 0 or not block.startswith(_BOM))
+            and len(block) <= 2 * _CHUNK
+            and self.fast_chat_block(lineno, block, lines)
+        ):
+            return lineno + lines
+        parts = block.split(b"\n")
+        parts.pop()  # the empty piece after the block's final newline
+        for raw in parts:
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                self.oversized(lineno)
+            else:
+                self.line(lineno, raw)
+        return lineno
+
+    def fast_chat_block(self, lineno: int, block: bytes, lines: int) -> bool:
+        """Accepts a block when every line is provably a clean text chat example.
+
+        One msgspec call decodes the whole block into typed structs (roles checked, contents
+        kept as raw JSON); the remaining rules are checked over the whole block with a few
+        C-level passes. Any doubt returns False and the block is checked line by line, which
+        names each problem; so this path never hides one.
+        """
+        try:
+            items = _CHAT_LINES.decode_lines(block)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return False
+        n = len(items)
+        if n != lines or n == 0:  # blank lines, multi-line or several objects on a line
+            return False
+        per = list(map(len, map(_MESSAGES, items)))
+        if min(per) < 2:
+            return False
+        msgs = list(chain.from_iterable(map(_MESSAGES, items)))
+        total = len(msgs)
+        # Role order, for all examples at once: one letter per message, checked globally,
+        # plus the example boundaries (start on system/user, end on assistant, system only
+        # at a start); together they imply system?(user assistant)+ for every example.
+        roles = "".join(map(_ROLE_CODE.__getitem__, map(_ROLE, msgs)))
+        ends = list(accumulate(per))
+        starts = [0, *ends[:-1]]
+        first = "".join(map(roles.__getitem__, starts))
+        last = "".join(map(roles.__getitem__, map((-1).__add__, ends)))
+        if (
+            last.count("a") != n
+            or "a" in first
+            or roles.count("s") != first.count("s")
+            or not _CHAT_ORDER.fullmatch(roles)
+        ):
+            return False
+        # Contents, as raw JSON joined with NUL (which raw JSON cannot hold): all strings, none
+        # empty or starting with whitespace (it could be whitespace only), valid UTF-8 (msgspec
+        # checked their JSON escapes but keeps raw bytes unchecked).
+        raws = list(map(_CONTENT, msgs))
+        contents = b"\0".join(raws)
+        if _BAD_START.search(b"\0" + contents[:8]) or _BAD_START.search(contents):
+            return False
+        if not contents.isascii():
+            try:
+                contents.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        # Duplicate keys: every key token is followed by exactly one colon, and outside the
+        # contents colons occur nowhere else (roles are fixed words, keys known names). So raw
+        # colons in the block minus raw colons in the (kept) contents = key tokens, plus the
+        # colons of any overwritten duplicate value. Equal to the decoded key count means no
+        # key was repeated.
+        keys = n + 2 * total
+        colons = block.count(b":")
+        if colons != keys and colons - contents.count(b":") != keys:
+            return False
+        # Token estimates from the UTF-8 size of the contents (raw JSON less its quotes); per
+        # example only when the longest example could be over the limit.
+        chars = len(contents) - (total - 1) - 2 * total
+        limit = self.max_seq_length
+        longest = max(map(len, raws))
+        if limit is not None and estimate_tokens(longest * max(per), max(per), 0) > limit:
+            pre = [0, *accumulate(map(len, raws))]
+            sizes = map(operator.sub, map(pre.__getitem__, ends), map(pre.__getitem__, starts))
+            for i, (size, k) in enumerate(zip(sizes, per, strict=True)):
+                t = estimate_tokens(size - 2 * k, k, 0)
+                if t > limit:
+                    self.too_long(lineno + 1 + i, t, exact=False)
+        self.tokens += estimate_tokens(chars, total, 0)
+        self.examples += n
+        self.nonblank += n
+        self.inexact = True
+        if formats.CHAT not in self.formats:
+            self.formats[formats.CHAT] = None
+        if self.family is None:
+            self.family, self.family_line = formats.CHAT, lineno + 1
+        self.text_only += n
+        if not self.first_text_only:
+            self.first_text_only = lineno + 1
+        return True
 
     def line(self, lineno: int, raw: bytes) -> None:
         if lineno == 1 and raw.startswith(_BOM):
@@ -339,24 +521,27 @@ class _Validator:
             if not self.first_text_only:
                 self.first_text_only = lineno
         if self.max_seq_length is not None and tokens > self.max_seq_length:
-            if exact:
-                self.add(
-                    "error",
-                    "sequence-too-long",
-                    lineno,
-                    1,
-                    "",
-                    f"{tokens} tokens, over the model's limit of {self.max_seq_length}; Vertex rejects or truncates it",
-                )
-            else:
-                self.add(
-                    "warning",
-                    "sequence-too-long",
-                    lineno,
-                    1,
-                    "",
-                    f"about {tokens} tokens (estimated; set the dataset's tokenizer for an exact count), over the model's limit of {self.max_seq_length}",
-                )
+            self.too_long(lineno, tokens, exact)
+
+    def too_long(self, lineno: int, tokens: int, exact: bool) -> None:
+        if exact:
+            self.add(
+                "error",
+                "sequence-too-long",
+                lineno,
+                1,
+                "",
+                f"{tokens} tokens, over the model's limit of {self.max_seq_length}; Vertex rejects or truncates it",
+            )
+        else:
+            self.add(
+                "warning",
+                "sequence-too-long",
+                lineno,
+                1,
+                "",
+                f"about {tokens} tokens (estimated; set the dataset's tokenizer for an exact count), over the model's limit of {self.max_seq_length}",
+            )
 
     def slow_decode(self, lineno: int, raw: bytes) -> Any:
         """Decodes a line orjson refused, naming the exact problem; None when unusable."""

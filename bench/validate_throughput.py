@@ -1,0 +1,158 @@
+"""Dataset validation throughput: our full validation vs a stdlib ``json.loads`` floor.
+
+Run: ``python bench/validate_throughput.py [--size-mb 1024] [--keep]``
+
+Generates a chat JSONL of the requested size (default 200 MB) in a temporary folder, then
+runs, each in its own subprocess so peak RSS is measured per side (``os.wait4``):
+
+- baseline: read the file line by line and ``json.loads`` every line, nothing else;
+- ours: :func:`infra.checks.validate_dataset_file` with every format check (no tokenizer),
+  for Llama 3.1 8B (so the sequence-length check runs too).
+
+Prints MB/s and peak RSS side by side and the ratio. Target: ours >= 2x the baseline's MB/s,
+peak RSS < 256 MB at 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each child times its own work (imports and interpreter start-up excluded) and prints
+# "seconds result"; peak RSS is the whole child's.
+BASELINE = """
+import json, sys, time
+t = time.perf_counter()
+n = 0
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        json.loads(line)
+        n += 1
+print(time.perf_counter() - t, n)
+"""
+
+OURS = """
+import sys, time
+from pathlib import Path
+from infra import catalog
+from infra.checks import validate_dataset_file
+model = catalog.model("meta/llama3_1@llama-3.1-8b-instruct")
+t = time.perf_counter()
+summary, diags = validate_dataset_file(Path(sys.argv[1]), display="bench.jsonl", model=model,
+                                       tokenizer=None, max_seq_length=model.max_seq_length)
+errors = [d for d in diags if d.severity == "error"]
+assert not errors, errors[:3]
+print(time.perf_counter() - t, summary.examples, summary.tokens)
+"""
+
+_PROSE = (
+    "the of and to in is you that it he was for on are as with his they at be this have from "
+    "or one had by word but not what all were we when your can said there use an each which she "
+    "do how their if will up other about out many then them these so some her would make like "
+    "him into time has look two more write go see number no way could people my than first water "
+    "been call who oil its now find long down day did get come made may part invoice billing "
+    "password account refund shipping order delivery support cancel upgrade plan team seat "
+    "café naïve façade — über"
+)
+_WORDS = _PROSE.split(" ")
+
+
+def generate(path: Path, size_mb: int, seed: int = 0) -> int:
+    """Writes a chat JSONL of about ``size_mb`` MB; returns its size in bytes."""
+    rng = random.Random(seed)
+
+    def text(lo: int, hi: int) -> str:
+        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(lo, hi))).capitalize() + "."
+        # Real answers hold colons, quotes and newlines; they exercise the escape and
+        # duplicate-key logic that a word soup would not.
+        if rng.random() < 0.3:
+            words = f'Note: {words}\nSee "Billing" at 10:30.'
+        return words
+
+    lines = []
+    for _ in range(4000):
+        msgs = [{"role": "system", "content": text(5, 20)}]
+        for _ in range(rng.randint(1, 3)):
+            msgs.append({"role": "user", "content": text(5, 60)})
+            msgs.append({"role": "assistant", "content": text(10, 200)})
+        lines.append(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+    block = "".join(lines).encode()
+    target = size_mb * 1_000_000
+    written = 0
+    with path.open("wb") as f:
+        while written < target:
+            part = block[: target - written] if target - written < len(block) else block
+            if part is not block:  # end on a whole line
+                part = part[: part.rfind(b"\n") + 1] or block[: block.find(b"\n") + 1]
+            f.write(part)
+            written += len(part)
+    return written
+
+
+def measure(code: str, path: Path) -> tuple[float, float, str]:
+    """Runs ``code`` on ``path`` in a child; (its own seconds, peak RSS in MB, its result)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "trainer_image")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, env=env, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed with exit code {proc.returncode}")
+    seconds, _, result = out.strip().partition(" ")
+    return float(seconds), usage.ru_maxrss / 1024, result  # ru_maxrss is KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generates the data, runs both sides, prints the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--size-mb", type=int, default=200, help="size of the generated JSONL (default 200)"
+    )
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where to write it (default: a temp dir)"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the generated file")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="tunestack-bench-", dir=args.dir))
+    path = tmp / "chat.jsonl"
+    try:
+        t0 = time.perf_counter()
+        size = generate(path, args.size_mb)
+        print(
+            f"generated {size / 1e6:,.0f} MB of chat JSONL in {time.perf_counter() - t0:.1f} s: {path}"
+        )
+        base_s, base_rss, base_out = measure(BASELINE, path)
+        ours_s, ours_rss, ours_out = measure(OURS, path)
+        mb = size / 1e6
+        print(f"{'side':<36} {'MB/s':>8} {'peak RSS MB':>12} {'seconds':>8}")
+        print(
+            f"{'baseline: stdlib json.loads per line':<36} {mb / base_s:>8.1f} {base_rss:>12.0f} {base_s:>8.1f}"
+        )
+        print(
+            f"{'ours: full validation (no tokenizer)':<36} {mb / ours_s:>8.1f} {ours_rss:>12.0f} {ours_s:>8.1f}"
+        )
+        print(
+            f"ratio ours/baseline MB/s: {base_s / ours_s:.2f}x  (target >= 2x); peak RSS {ours_rss:.0f} MB (target < 256 MB)"
+        )
+        print(f"lines: {base_out}; ours examples, tokens (estimated): {ours_out}")
+    finally:
+        if not args.keep:
+            path.unlink(missing_ok=True)
+            tmp.rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
