@@ -1,11 +1,324 @@
-"""`tunestack` subcommands of this module (being written; registers nothing yet)."""
+"""``tunestack plan``: what `pulumi up` would register, offline, for review.
+
+Runs the real program (:func:`infra.emit.program.build`) under Pulumi's mocks, no credentials
+needed, and prints the registrations as text, the JSON contract, or a Markdown review comment
+(resource table, mermaid dependency graph, training tokens per job). With ``--diff-against``
+(an older spec, or a plan JSON saved earlier) only what is added, changed or removed is shown,
+with the training-token delta. Invalid specs fail with the same diagnostics as ``validate``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import sys
+from pathlib import Path
 from typing import Any
+
+from infra.emit.offline import run_offline
+from infra.emit.program import check
+
+#: Inputs left out of change detection: a BucketObject's ``source`` is the local path, which
+#: differs between checkouts; its content hash is already in the object ``name``.
+_UNCOMPARED = {"gcp:storage/bucketObject:BucketObject": ("source",)}
 
 
 def register(sub: Any) -> None:
-    """Adds this module's subcommands to the parser."""
-    _ = argparse
+    """Adds ``plan`` to the parser."""
+    p = sub.add_parser(
+        "plan", help="show what `pulumi up` would register (offline, no credentials)"
+    )
+    p.add_argument("spec", metavar="SPEC", help="YAML spec file")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default: text)",
+    )
+    p.add_argument(
+        "--diff-against",
+        metavar="OLD_SPEC_OR_PLAN_JSON",
+        help="show only what changes relative to an older spec or a saved `plan --format json`",
+    )
+    p.set_defaults(func=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Plans SPEC (and the old spec or plan with --diff-against); prints it. Exit 0 or 1."""
+    doc = plan_document(args.spec)
+    if doc is None:
+        return 1
+    if args.diff_against:
+        old = _load_old(args.diff_against)
+        if old is None:
+            return 1
+        diff = diff_plans(old, doc)
+        if args.format == "json":
+            print(json.dumps(diff, indent=2))
+        elif args.format == "markdown":
+            print(render_diff_markdown(args.spec, diff), end="")
+        else:
+            print(render_diff_text(args.spec, diff), end="")
+        return 0
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    elif args.format == "markdown":
+        print(render_markdown(args.spec, doc), end="")
+    else:
+        print(render_text(args.spec, doc), end="")
+    return 0
+
+
+def plan_document(spec: str | Path) -> dict[str, Any] | None:
+    """The plan JSON of a spec, or None after printing its diagnostics when it is invalid."""
+    checked = check(spec)
+    for d in checked.diagnostics:
+        print(d.format(), file=sys.stderr)
+    if not checked.ok:
+        errors = sum(d.severity == "error" for d in checked.diagnostics)
+        print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
+        return None
+    return run_offline(spec, checked).to_json()
+
+
+def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What changes from ``old`` to ``new`` (two plan JSON documents).
+
+    Returns:
+        ``{"added": [resource], "changed": [{"name", "type", "fields": [...], "old", "new"}],
+        "removed": [resource], "jobs": [{"name", "old", "new", "delta"}],
+        "training_tokens": {"old", "new", "delta"}}``; token values are None when unknown.
+    """
+    before = {r["name"]: r for r in old.get("resources", [])}
+    after = {r["name"]: r for r in new.get("resources", [])}
+    changed = []
+    for name in sorted(set(before) & set(after)):
+        fields = _changed_fields(before[name], after[name])
+        if fields:
+            changed.append(
+                {
+                    "name": name,
+                    "type": after[name]["type"],
+                    "fields": fields,
+                    "old": before[name],
+                    "new": after[name],
+                }
+            )
+    old_jobs = {j["name"]: j.get("training_tokens") for j in old.get("jobs", [])}
+    new_jobs = {j["name"]: j.get("training_tokens") for j in new.get("jobs", [])}
+    jobs = []
+    for name in list(new_jobs) + [n for n in old_jobs if n not in new_jobs]:
+        o, n = old_jobs.get(name), new_jobs.get(name)
+        if o != n:
+            jobs.append({"name": name, "old": o, "new": n, "delta": _delta(o, n)})
+    old_total, new_total = _total(old_jobs.values()), _total(new_jobs.values())
+    return {
+        "added": [after[n] for n in sorted(set(after) - set(before))],
+        "changed": changed,
+        "removed": [before[n] for n in sorted(set(before) - set(after))],
+        "jobs": jobs,
+        "training_tokens": {
+            "old": old_total,
+            "new": new_total,
+            "delta": _delta(old_total, new_total),
+        },
+    }
+
+
+def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
+    """Human-readable plan: resources by component, then jobs and endpoints."""
+    resources = doc["resources"]
+    lines = [
+        f"{spec}: {len([r for r in resources if r['parent'] is not None])} resources in {len([r for r in resources if r['parent'] is None])} components"
+    ]
+    for component in (r for r in resources if r["parent"] is None):
+        lines.append(f"\n{component['name']} ({component['type']})")
+        for r in (r for r in resources if r["parent"] == component["name"]):
+            flags = " [protected]" if r["protect"] else ""
+            deps = f"  <- {', '.join(r['depends_on'])}" if r["depends_on"] else ""
+            lines.append(f"  + {r['name']}: {r['type']}{flags}{deps}")
+    if doc["jobs"]:
+        lines.append("\njobs (in quota order)")
+        for j in doc["jobs"]:
+            lines.append(f"  {j['name']}: {_job_line(j)}")
+    if doc["endpoints"]:
+        lines.append("\nendpoints")
+        for e in doc["endpoints"]:
+            lines.append(f"  {e['name']}: {_endpoint_line(e)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(spec: str | Path, doc: dict[str, Any]) -> str:
+    """A review comment: resource table, mermaid dependency graph, training tokens per job."""
+    resources = [r for r in doc["resources"] if r["parent"] is not None]
+    out = [f"### tunestack plan: `{spec}`", "", f"{len(resources)} resources.", ""]
+    out += ["| Resource | Type | Component | Depends on | Protected |", "|---|---|---|---|---|"]
+    for r in resources:
+        out.append(
+            f"| `{r['name']}` | `{r['type']}` | {r['parent']} | {_md_list(r['depends_on'])} | {'yes' if r['protect'] else ''} |"
+        )
+    out += ["", "```mermaid", "graph LR"]
+    for r in resources:
+        out.append(f'  {_node(r["name"])}["{r["name"]}"]')
+    for r in resources:
+        for d in r["depends_on"]:
+            out.append(f"  {_node(d)} --> {_node(r['name'])}")
+    out += ["```", ""]
+    out += _md_jobs(doc)
+    return "\n".join(out) + "\n"
+
+
+def render_diff_text(spec: str | Path, diff: dict[str, Any]) -> str:
+    """The diff as ``+``/``~``/``-`` lines and the token delta."""
+    lines = [
+        f"{spec}: {len(diff['added'])} to add, {len(diff['changed'])} to change, {len(diff['removed'])} to remove"
+    ]
+    lines += [f"  + {r['name']}: {r['type']}" for r in diff["added"]]
+    lines += [f"  ~ {c['name']}: {c['type']} ({', '.join(c['fields'])})" for c in diff["changed"]]
+    lines += [f"  - {r['name']}: {r['type']}" for r in diff["removed"]]
+    for j in diff["jobs"]:
+        lines.append(
+            f"  job {j['name']}: training tokens {_num(j['old'])} -> {_num(j['new'])} ({_signed(j['delta'])})"
+        )
+    t = diff["training_tokens"]
+    lines.append(f"  training tokens: {_num(t['old'])} -> {_num(t['new'])} ({_signed(t['delta'])})")
+    return "\n".join(lines) + "\n"
+
+
+def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
+    """A review comment of the diff: added / changed / removed tables and the token delta."""
+    out = [
+        f"### tunestack plan: `{spec}`",
+        "",
+        f"**{len(diff['added'])}** to add, **{len(diff['changed'])}** to change, **{len(diff['removed'])}** to remove.",
+        "",
+    ]
+    if not (diff["added"] or diff["changed"] or diff["removed"]):
+        out += ["No resource changes.", ""]
+    if diff["added"] or diff["changed"] or diff["removed"]:
+        out += ["| | Resource | Type | What |", "|---|---|---|---|"]
+        out += [f"| + | `{r['name']}` | `{r['type']}` | added |" for r in diff["added"]]
+        out += [
+            f"| ~ | `{c['name']}` | `{c['type']}` | {_md_list(c['fields'])} |"
+            for c in diff["changed"]
+        ]
+        out += [
+            f"| - | `{r['name']}` | `{r['type']}` | removed{' (protected)' if r['protect'] else ''} |"
+            for r in diff["removed"]
+        ]
+        out.append("")
+    t = diff["training_tokens"]
+    out.append(f"Training tokens: {_num(t['old'])} → {_num(t['new'])} (**{_signed(t['delta'])}**)")
+    if diff["jobs"]:
+        out += [
+            "",
+            "| Job | Old training tokens | New training tokens | Delta |",
+            "|---|---:|---:|---:|",
+        ]
+        out += [
+            f"| `{j['name']}` | {_num(j['old'])} | {_num(j['new'])} | {_signed(j['delta'])} |"
+            for j in diff["jobs"]
+        ]
+    return "\n".join(out) + "\n"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _load_old(path: str) -> dict[str, Any] | None:
+    if path.endswith(".json"):
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            print(
+                f"{path}:0:0: error[file-unreadable]: not a plan JSON document: {e}",
+                file=sys.stderr,
+            )
+            return None
+        if not isinstance(doc, dict) or "resources" not in doc:
+            print(
+                f"{path}:0:0: error[invalid-value]: not a `tunestack plan --format json` document",
+                file=sys.stderr,
+            )
+            return None
+        return doc
+    return plan_document(path)
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    fields = [k for k in ("type", "parent", "depends_on", "protect") if old.get(k) != new.get(k)]
+    skip = _UNCOMPARED.get(new["type"], ())
+    oi, ni = old.get("inputs", {}), new.get("inputs", {})
+    fields += [
+        f"inputs.{k}" for k in sorted(set(oi) | set(ni)) if k not in skip and oi.get(k) != ni.get(k)
+    ]
+    return fields
+
+
+def _md_jobs(doc: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if doc["jobs"]:
+        out += [
+            "| Job | Examples | Tokens | Epochs | Training tokens | Checkpoints | After |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for j in doc["jobs"]:
+            tokens = _num(j["tokens"]) + ("" if j["tokens_exact"] else " (est.)")
+            out.append(
+                f"| `{j['name']}` | {_num(j['examples'])} | {tokens} | {j['epochs']} | {_num(j['training_tokens'])} | {j['checkpoints']} | {_md_list(j['after'])} |"
+            )
+        out.append(
+            f"\nTotal training tokens: **{_num(_total(j['training_tokens'] for j in doc['jobs']))}**\n"
+        )
+    if doc["endpoints"]:
+        out += [
+            "| Endpoint | Machine | Accelerators | Weights (GB) | Fits |",
+            "|---|---|---|---:|---|",
+        ]
+        for e in doc["endpoints"]:
+            fits = {True: "yes", False: "**no**", None: "unknown"}[e["fits"]]
+            out.append(
+                f"| `{e['name']}` | {e['machine_type']} | {e['accelerator_count']} x {e['accelerator_type']} | {_num(e['weights_gb'])} | {fits} |"
+            )
+        out.append("")
+    return out
+
+
+def _job_line(j: dict[str, Any]) -> str:
+    kind = "exact" if j["tokens_exact"] else "estimated"
+    after = f", after {', '.join(j['after'])}" if j["after"] else ""
+    return f"{_num(j['examples'])} examples, {_num(j['tokens'])} tokens ({kind}) x {j['epochs']} epochs = {_num(j['training_tokens'])} training tokens, {j['checkpoints']} checkpoints{after}"
+
+
+def _endpoint_line(e: dict[str, Any]) -> str:
+    fits = {True: "fits", False: "DOES NOT FIT", None: "fit unknown"}[e["fits"]]
+    return f"{e['machine_type']}, {e['accelerator_count']} x {e['accelerator_type']}, weights {_num(e['weights_gb'])} GB ({fits})"
+
+
+def _node(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _md_list(items: list[str]) -> str:
+    return ", ".join(f"`{i}`" for i in items)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "?"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _signed(value: int) -> str:
+    return f"{value:+,}"
+
+
+def _delta(old: int | None, new: int | None) -> int:
+    # A job that is absent (added or removed) trains on nothing on that side.
+    return (new or 0) - (old or 0)
+
+
+def _total(values: Any) -> int | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)

@@ -1,0 +1,181 @@
+"""The plan's Vertex nodes as the providers' dynamic resources (``infra.providers.resources``).
+
+Kept apart from :mod:`infra.emit.components` because these are the only resources whose
+inputs are our own contract (the providers' ``Args`` dataclasses) rather than pulumi-gcp's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from infra.plan import EndpointPlan, ImagePlan, JobPlan, checkpoint_uri
+from infra.providers import resources as r
+
+#: The trainer's build context: ``trainer_image/`` next to ``infra/``.
+TRAINER_CONTEXT = Path(__file__).resolve().parents[2] / "trainer_image"
+
+
+@dataclass
+class Completion:
+    """A job's handle for dependents.
+
+    Attributes:
+        job: The spec job name.
+        job_name: The Vertex job resource name (output).
+        final_uri: The final checkpoint URI (output of the completion: known once finished).
+        completion: The resource that finishes when the job has (what endpoints and the
+            quota chain wait for).
+        resources: (logical name, resource) pairs registered for the job.
+    """
+
+    job: str
+    job_name: pulumi.Output[str]
+    final_uri: pulumi.Output[str]
+    completion: pulumi.Resource
+    resources: list[tuple[str, pulumi.Resource]] = field(default_factory=list)
+    output_uri: str = ""
+
+    def checkpoint(self, name: str) -> pulumi.Output[str]:
+        """URI of ``final`` or ``checkpoint-N``, known only after the job completed."""
+        if name == "final":
+            return self.final_uri
+        # The intermediate checkpoint's path is fixed by the output layout; tie it to the
+        # completion's output so that whatever reads it waits for the job.
+        return self.final_uri.apply(lambda _: checkpoint_uri(self.output_uri, name))
+
+
+def service_agents(
+    name: str,
+    project_id: pulumi.Input[str],
+    number: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Resource:
+    """The providers' ServiceAgents resource (``gcp-sa-vertex-moss-ft`` has no native one)."""
+    return r.ServiceAgents(
+        name, r.ServiceAgentsArgs(project=project_id, project_number=number), opts
+    )
+
+
+def trainer_image(
+    name: str, image: ImagePlan, project_id: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> r.TrainerImage:
+    """The trainer image, built into the plan's Artifact Registry repository."""
+    args = r.TrainerImageArgs(
+        project=project_id,
+        location=image.location,
+        repository=image.repository,
+        context_dir=str(TRAINER_CONTEXT),
+    )
+    return r.TrainerImage(name, args, opts)
+
+
+def image_uri(image: r.TrainerImage) -> pulumi.Output[str]:
+    """The pushed image's URI (tag = content hash)."""
+    return image.image_uri
+
+
+def tuning_job(
+    job: JobPlan,
+    project_id: pulumi.Input[str],
+    region: str,
+    image: pulumi.Input[str] | None,
+    child: pulumi.ResourceOptions,
+    resolve: Callable[[tuple[str, ...]], list[pulumi.Resource]],
+) -> Completion:
+    """A job (managed TuningJob or trainer_image CustomTrainingJob) and its completion.
+
+    Args:
+        job: The job's plan.
+        project_id: Project id (an output when the program creates the project).
+        region: Tuning region.
+        image: Trainer image URI (engine trainer_image).
+        child: Options placing children in the Tuning component.
+        resolve: Logical names -> registered resources (grants, uploads, previous jobs).
+    """
+    common: dict[str, Any] = {
+        "project": project_id,
+        "location": region,
+        "base_model": job.base_model,
+        "tuning_mode": job.tuning_mode,
+        "train_dataset_uri": job.train_uri,
+        "output_uri": job.output_uri,
+        "epochs": job.epochs,
+        "custom_base_model": job.custom_base_model,
+        "learning_rate": job.learning_rate,
+        "learning_rate_multiplier": job.learning_rate_multiplier,
+        "adapter_size": job.adapter_size,
+        "validation_dataset_uri": job.validation_uri,
+        "display_name": job.job,
+        "labels": job.labels,
+        "dataset_identity": job.dataset_identity,
+    }
+    opts = pulumi.ResourceOptions.merge(
+        child, pulumi.ResourceOptions(depends_on=resolve(job.depends_on))
+    )
+    resource: pulumi.CustomResource
+    if job.engine == "trainer_image":
+        resource = r.CustomTrainingJob(
+            job.name,
+            r.CustomTrainingJobArgs(
+                **common,
+                image_uri=image or "",
+                replicas=job.replicas,
+                machine_type=job.machine_type,
+            ),
+            opts,
+        )
+    else:
+        resource = r.TuningJob(job.name, r.TuningJobArgs(**common), opts)
+    registered: list[tuple[str, pulumi.Resource]] = [(job.name, resource)]
+    completion = r.TuningJobCompletion(
+        job.completion_name,
+        r.TuningJobCompletionArgs(
+            project=project_id,
+            location=region,
+            job_name=resource.job_name,
+            output_uri=job.output_uri,
+        ),
+        pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[resource])),
+    )
+    registered.append((job.completion_name, completion))
+    return Completion(
+        job=job.job,
+        job_name=resource.job_name,
+        final_uri=completion.final_checkpoint_uri,
+        completion=completion,
+        resources=registered,
+        output_uri=job.output_uri,
+    )
+
+
+def model_deployment(
+    endpoint: EndpointPlan,
+    gcs_uri: pulumi.Input[str],
+    project_id: pulumi.Input[str],
+    region: str,
+    opts: pulumi.ResourceOptions,
+) -> r.ModelDeployment:
+    """A Model Garden deployment of the endpoint's weights."""
+    args = r.ModelDeploymentArgs(
+        project=project_id,
+        location=region,
+        gcs_uri=gcs_uri,
+        machine_type=endpoint.machine_type,
+        endpoint_display_name=endpoint.endpoint,
+        model_display_name=endpoint.job or endpoint.endpoint,
+        accelerator_type=endpoint.accelerator_type,
+        accelerator_count=endpoint.accelerator_count,
+        min_replicas=endpoint.min_replicas,
+        max_replicas=endpoint.max_replicas,
+    )
+    return r.ModelDeployment(endpoint.name, args, opts)
+
+
+def endpoint_name(deployment: r.ModelDeployment) -> pulumi.Output[str]:
+    """The deployed endpoint's resource name."""
+    return deployment.endpoint

@@ -1,0 +1,394 @@
+"""The typed plan: plain, frozen dataclasses describing every resource `pulumi up` registers.
+
+A plan is data only (no Pulumi objects): it can be printed, diffed and snapshotted. Every node
+has a ``name`` that is its Pulumi logical name (unique across the whole stack, so a name alone
+identifies a resource) and ``depends_on``: the names of the nodes that must exist first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Component groups (ComponentResource name -> type token). Renaming one changes every URN
+#: under it, so these are part of the state contract: add ``aliases`` before changing them.
+COMPONENTS: dict[str, str] = {
+    "foundation": "tunestack:project:Foundation",
+    "storage": "tunestack:storage:Storage",
+    "tuning": "tunestack:tuning:Tuning",
+    "serving": "tunestack:serving:Serving",
+}
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    """The project: created (``create``) or adopted.
+
+    Attributes:
+        name: Logical name of the Project resource (only registered when ``create``).
+        project_id: GCP project id.
+        region: Region of jobs and endpoints.
+        create: Whether the program creates the project.
+        number: Project number when known from the spec; otherwise looked up / an output.
+        billing_account: Billing account linked at creation.
+        folder_id: Parent folder (numeric id) at creation.
+        org_id: Parent organization (numeric id) at creation.
+        labels: Labels for the project and everything in it.
+    """
+
+    name: str
+    project_id: str
+    region: str
+    create: bool
+    number: str | None
+    billing_account: str | None
+    folder_id: str | None
+    org_id: str | None
+    labels: dict[str, str]
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class ApiPlan:
+    """One enabled API (``gcp.projects.Service``, left enabled on destroy)."""
+
+    name: str
+    service: str
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgentsPlan:
+    """Forcing both Vertex service agents into existence before any grant.
+
+    Attributes:
+        identity_name: ``gcp.projects.ServiceIdentity`` for aiplatform (gcp-sa-aiplatform).
+        agents_name: The providers' ``ServiceAgents`` resource (gcp-sa-vertex-moss-ft, which
+            no native resource can create).
+        domains: The agent domains granted on buckets, in catalog order.
+        depends_on: The aiplatform API.
+    """
+
+    identity_name: str
+    agents_name: str
+    domains: tuple[str, ...]
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """A bucket the program creates (``create``) or only references.
+
+    Attributes:
+        name: Logical name of the Bucket resource (registered only when ``create``).
+        bucket: The bucket's name.
+        location: Bucket location.
+        create: Managed by the program; false = existing bucket, grants only.
+        protect: Pulumi protect + retain_on_delete.
+        versioning: Object versioning (buckets that hold job outputs).
+        labels: Bucket labels.
+        uses: Why the bucket matters (datasets, outputs, images, ...), sorted.
+        depends_on: Project/API nodes it needs.
+    """
+
+    name: str
+    bucket: str
+    location: str
+    create: bool
+    protect: bool
+    versioning: bool
+    labels: dict[str, str]
+    uses: tuple[str, ...]
+    depends_on: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket}"
+
+
+@dataclass(frozen=True)
+class GrantPlan:
+    """One additive ``BucketIAMMember``.
+
+    Attributes:
+        name: Logical name.
+        bucket: Bucket name.
+        role: IAM role.
+        agent_domain: Service-agent domain when the member is a Vertex agent (its email needs
+            the project number, known at deploy time); None for spec ``iam:`` extras.
+        member: The member for spec extras; None for agents.
+        depends_on: Bucket, agents and APIs.
+    """
+
+    name: str
+    bucket: str
+    role: str
+    agent_domain: str | None
+    member: str | None
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """A local dataset file uploaded as a content-addressed object.
+
+    Attributes:
+        name: Logical name of the BucketObject.
+        dataset: Dataset name.
+        split: ``train`` or ``validation``.
+        bucket: Destination bucket.
+        object_name: ``tunestack/datasets/<dataset>/<sha256[:16]>/<split>.jsonl``.
+        local_path: Path of the file as the program opens it.
+        sha256: Hex digest of the file.
+        retain: retain_on_delete (the bucket is protected).
+        depends_on: The bucket (when managed).
+    """
+
+    name: str
+    dataset: str
+    split: str
+    bucket: str
+    object_name: str
+    local_path: str
+    sha256: str
+    retain: bool
+    depends_on: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.object_name}"
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """Where a dataset's files are read from by the jobs."""
+
+    name: str
+    train_uri: str
+    validation_uri: str | None
+    uploads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """The trainer image: an Artifact Registry docker repository and the image built into it.
+
+    Attributes:
+        repository_name: Logical name of the Repository resource.
+        image_name: Logical name of the TrainerImage resource.
+        repository: Repository id.
+        location: Repository location.
+        image_uri: ``<location>-docker.pkg.dev/<project>/<repository>/trainer``.
+        depends_on: APIs the repository needs.
+    """
+
+    repository_name: str
+    image_name: str
+    repository: str
+    location: str
+    image_uri: str
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One tuning job, its inputs, estimates and place in the quota chain.
+
+    Attributes:
+        name: Logical name of the job resource (TuningJob or CustomTrainingJob).
+        completion_name: Logical name of the TuningJobCompletion that waits for the job.
+        job: The job name in the spec.
+        engine: ``managed`` or ``trainer_image``.
+        base_model: Vertex model id.
+        custom_base_model: gs:// URI of starting weights, or None.
+        tuning_mode: ``FULL`` or ``PEFT_ADAPTER``.
+        epochs: Epochs.
+        learning_rate: Absolute learning rate, or None.
+        learning_rate_multiplier: Multiplier, or None.
+        adapter_size: LoRA rank, or None.
+        train_uri: gs:// URI of the training file.
+        validation_uri: gs:// URI of the validation file, or None.
+        output_uri: gs:// output prefix.
+        labels: Job labels.
+        replicas: trainer_image replicas.
+        machine_type: trainer_image machine type.
+        dataset_identity: ``train:<sha256>;validation:<sha256>`` of the dataset files when
+            known (part of the providers' job key: new data is a new job).
+        after: Spec job names this job waits for (quota chain and continued training).
+        depends_on: Grants, uploads, image and previous completions.
+        examples: Training examples (from validation), or None.
+        tokens: Training-set tokens, or None.
+        tokens_exact: Whether ``tokens`` was counted with the model's tokenizer.
+        training_tokens: tokens x epochs (the billed amount), or None.
+        checkpoints: Checkpoints Vertex keeps.
+    """
+
+    name: str
+    completion_name: str
+    job: str
+    engine: str
+    base_model: str
+    custom_base_model: str | None
+    tuning_mode: str
+    epochs: int
+    learning_rate: float | None
+    learning_rate_multiplier: float | None
+    adapter_size: int | None
+    train_uri: str
+    validation_uri: str | None
+    output_uri: str
+    labels: dict[str, str]
+    replicas: int
+    machine_type: str | None
+    dataset_identity: str | None
+    after: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    examples: int | None
+    tokens: int | None
+    tokens_exact: bool
+    training_tokens: int | None
+    checkpoints: int
+
+    @property
+    def final_uri(self) -> str:
+        return checkpoint_uri(self.output_uri, "final")
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """One Model Garden deployment.
+
+    Attributes:
+        name: Logical name of the ModelDeployment resource.
+        endpoint: Endpoint display name.
+        job: Spec job whose checkpoint is deployed, or None for gs:// weights.
+        checkpoint: ``final`` or ``checkpoint-N``.
+        model_uri: gs:// URI of the weights when known at plan time (gs:// models, or the
+            job's checkpoint path).
+        machine_type: G2 machine type.
+        accelerator_type: Accelerator type.
+        accelerator_count: Accelerators per replica.
+        min_replicas: Minimum replicas.
+        max_replicas: Maximum replicas.
+        base_model: Catalog id sizing the weights, or None.
+        weights_gb: bf16 weight size, or None when unknown.
+        fits: Whether the weights fit the accelerators' memory, or None when unknown.
+        depends_on: The job completion or the grants on the weights' bucket.
+    """
+
+    name: str
+    endpoint: str
+    job: str | None
+    checkpoint: str
+    model_uri: str
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+    min_replicas: int
+    max_replicas: int
+    base_model: str | None
+    weights_gb: float | None
+    fits: bool | None
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the program registers, in dependency-respecting groups.
+
+    Attributes:
+        spec_path: The spec file planned.
+        project: The project node.
+        apis: Enabled APIs, sorted by service.
+        agents: Service-agent nodes.
+        buckets: Buckets, in spec order (then referenced-only buckets by name).
+        grants: Additive bucket grants, sorted by name.
+        uploads: Dataset uploads, in spec order.
+        datasets: Dataset URIs, in spec order.
+        image: The trainer image, when any job uses engine trainer_image.
+        jobs: Tuning jobs, in spec order.
+        endpoints: Endpoints, in spec order.
+    """
+
+    spec_path: str
+    project: ProjectPlan
+    apis: tuple[ApiPlan, ...]
+    agents: AgentsPlan
+    buckets: tuple[BucketPlan, ...]
+    grants: tuple[GrantPlan, ...]
+    uploads: tuple[UploadPlan, ...]
+    datasets: tuple[DatasetPlan, ...]
+    image: ImagePlan | None
+    jobs: tuple[JobPlan, ...]
+    endpoints: tuple[EndpointPlan, ...] = field(default=())
+
+    @property
+    def training_tokens(self) -> int | None:
+        """Total billed training tokens, or None when any job's count is unknown."""
+        counts = [j.training_tokens for j in self.jobs]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (dependency, dependent) pair between registered nodes, sorted."""
+        registered = set(self.registered_names())
+        pairs: set[tuple[str, str]] = set()
+        for name, deps in self._nodes():
+            pairs.update((d, name) for d in deps if d in registered and name in registered)
+        return sorted(pairs)
+
+    def registered_names(self) -> list[str]:
+        """Names of the nodes that become resources (adopted projects and existing buckets
+        are referenced, not registered)."""
+        return [name for name, _ in self._nodes()]
+
+    def order(self) -> list[str]:
+        """A deterministic topological order of the registered nodes (Kahn's algorithm; ties
+        keep plan order), the order in which `pulumi up` can create them."""
+        nodes = self._nodes()
+        names = [n for n, _ in nodes]
+        known = set(names)
+        indegree = {n: 0 for n in names}
+        dependents: dict[str, list[str]] = {n: [] for n in names}
+        for name, deps in nodes:
+            for d in set(deps):
+                if d in known:
+                    indegree[name] += 1
+                    dependents[d].append(name)
+        position = {n: i for i, n in enumerate(names)}
+        ready = [n for n in names if indegree[n] == 0]
+        result: list[str] = []
+        while ready:
+            ready.sort(key=position.__getitem__, reverse=True)
+            current = ready.pop()
+            result.append(current)
+            for nxt in dependents[current]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    ready.append(nxt)
+        return result
+
+    def _nodes(self) -> list[tuple[str, tuple[str, ...]]]:
+        nodes: list[tuple[str, tuple[str, ...]]] = []
+        if self.project.create:
+            nodes.append((self.project.name, ()))
+        nodes += [(a.name, a.depends_on) for a in self.apis]
+        nodes.append((self.agents.identity_name, self.agents.depends_on))
+        nodes.append((self.agents.agents_name, self.agents.depends_on))
+        nodes += [(b.name, b.depends_on) for b in self.buckets if b.create]
+        nodes += [(g.name, g.depends_on) for g in self.grants]
+        nodes += [(u.name, u.depends_on) for u in self.uploads]
+        if self.image is not None:
+            nodes.append((self.image.repository_name, self.image.depends_on))
+            nodes.append((self.image.image_name, (self.image.repository_name,)))
+        for job in self.jobs:
+            nodes.append((job.name, job.depends_on))
+            nodes.append((job.completion_name, (job.name,)))
+        nodes += [(e.name, e.depends_on) for e in self.endpoints]
+        return nodes
+
+
+def checkpoint_uri(output_uri: str, checkpoint: str) -> str:
+    """URI of a checkpoint (``final`` or ``checkpoint-N``) under a job's output URI."""
+    return f"{output_uri.rstrip('/')}/postprocess/node-0/checkpoints/{checkpoint}"
