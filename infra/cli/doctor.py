@@ -34,8 +34,14 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("spec", help="the YAML spec")
-    p.add_argument("--local", action="store_true", help="check the local API and storage emulator instead of GCP")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="check the local API and storage emulator instead of GCP",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
     p.set_defaults(func=run)
 
 
@@ -63,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
-def _collect(checks: Iterator[CheckResult], console: Console, show: bool = False) -> list[CheckResult]:
+def _collect(
+    checks: Iterator[CheckResult], console: Console, show: bool = False
+) -> list[CheckResult]:
     # Each check is a network round trip (several per API and region): a spinner says which
     # check is running while results print as they arrive.
     results: list[CheckResult] = []
@@ -74,4 +82,3 @@ def _collect(checks: Iterator[CheckResult], console: Console, show: bool = False
                 print_result(result, console)
             status.update(f"running doctor checks... ({len(results)} done, last: {result.check})")
     return results
-

@@ -21,8 +21,9 @@ from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import Credentials
 from google.auth.transport.requests import Request
-from google.cloud import billing_v1, cloudquotas_v1, resourcemanager_v3, service_usage_v1, storage
+from google.cloud import billing_v1, cloudquotas_v1, resourcemanager_v3, service_usage_v1
 from google.cloud.aiplatform_v1beta1 import GenAiTuningServiceClient
+from google.cloud.storage import Client as StorageClient
 
 from infra import catalog
 from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, blocked, first_line
@@ -49,8 +50,14 @@ BUCKET_PERMISSIONS = (
 
 #: Tuning job states that hold a slot of the concurrent-jobs quota.
 ACTIVE_JOB_STATES = frozenset(
-    {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING",
-     "JOB_STATE_PAUSED", "JOB_STATE_UPDATING"}
+    {
+        "JOB_STATE_QUEUED",
+        "JOB_STATE_PENDING",
+        "JOB_STATE_RUNNING",
+        "JOB_STATE_CANCELLING",
+        "JOB_STATE_PAUSED",
+        "JOB_STATE_UPDATING",
+    }
 )
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -58,7 +65,9 @@ TIMEOUT_S = 30.0
 
 # Failures of one call that make a check "cannot-check" instead of crashing the doctor: an API
 # error answer, a refused or timed-out connection, credentials that stop working midway.
-CALL_ERRORS = (gexc.GoogleAPICallError, requests.RequestException, auth_exc.GoogleAuthError, OSError)
+# Over REST an HTTP 403 raises ``Forbidden`` (gRPC's ``PermissionDenied`` is a subclass of it),
+# so the checks catch ``Forbidden`` to cover both transports.
+CALL_ERRORS = (gexc.GoogleAPIError, requests.RequestException, auth_exc.GoogleAuthError, OSError)
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,9 @@ def region_check(spec: Spec) -> CheckResult:
     close = difflib.get_close_matches(region, catalog.TUNING_REGIONS, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return CheckResult(
-        "region", FAIL, f"{region} does not run open-model tuning{hint}",
+        "region",
+        FAIL,
+        f"{region} does not run open-model tuning{hint}",
         f"set project.region to one of {', '.join(catalog.TUNING_REGIONS)}",
     )
 
@@ -158,13 +169,22 @@ def _credentials_check(given: Credentials | None) -> tuple[CheckResult, Credenti
     try:
         creds = given if given is not None else google.auth.default(scopes=SCOPES)[0]
     except auth_exc.DefaultCredentialsError as e:
-        return CheckResult("credentials", FAIL, f"no Application Default Credentials ({first_line(e)})", fix_login), None
+        return CheckResult(
+            "credentials", FAIL, f"no Application Default Credentials ({first_line(e)})", fix_login
+        ), None
     if not creds.valid:
         try:
             creds.refresh(Request())
         except (auth_exc.GoogleAuthError, requests.RequestException, OSError) as e:
-            return CheckResult("credentials", FAIL, f"found, but no token could be obtained ({first_line(e)})", fix_login), None
-    return CheckResult("credentials", PASS, f"Application Default Credentials of {principal(creds)}"), creds
+            return CheckResult(
+                "credentials",
+                FAIL,
+                f"found, but no token could be obtained ({first_line(e)})",
+                fix_login,
+            ), None
+    return CheckResult(
+        "credentials", PASS, f"Application Default Credentials of {principal(creds)}"
+    ), creds
 
 
 def _later_checks(spec: Spec) -> list[str]:
@@ -199,13 +219,18 @@ class _Doctor:
     def projects(self) -> resourcemanager_v3.ProjectsClient:
         if self._projects is None:
             self._projects = resourcemanager_v3.ProjectsClient(
-                credentials=self.creds, transport="rest", client_options=_opts(self.endpoints.resource_manager)
+                credentials=self.creds,
+                transport="rest",
+                client_options=_opts(self.endpoints.resource_manager),
             )
         return self._projects
 
     def use_quota_project(self) -> None:
         # Only user credentials are refused without one; a service account bills its own project.
-        if isinstance(self.creds, google.oauth2.credentials.Credentials) and self.creds.quota_project_id is None:
+        if (
+            isinstance(self.creds, google.oauth2.credentials.Credentials)
+            and self.creds.quota_project_id is None
+        ):
             self.creds = self.creds.with_quota_project(self.project_id)
             self._projects = None
 
@@ -216,29 +241,43 @@ class _Doctor:
         pid = self.project_id
         try:
             project = self.projects.get_project(name=f"projects/{pid}", timeout=TIMEOUT_S)
-        except (gexc.PermissionDenied, gexc.NotFound) as e:
+        except (gexc.Forbidden, gexc.NotFound) as e:
             if self.spec.project.create:
-                return CheckResult("project", PASS, f"{pid} does not exist yet; `pulumi up` creates it (project.create: true)"), None
+                return CheckResult(
+                    "project",
+                    PASS,
+                    f"{pid} does not exist yet; `pulumi up` creates it (project.create: true)",
+                ), None
             return CheckResult(
-                "project", FAIL,
+                "project",
+                FAIL,
                 f"{pid} does not exist or {self.who} cannot see it ({e.code} {first_line(e)})",
                 f"check project.id; set project.create: true to create it; or grant {self.who} "
                 f"roles/browser on {pid}",
             ), None
         except CALL_ERRORS as e:
-            return CheckResult("project", CANNOT_CHECK, f"projects.get failed: {first_line(e)}", "re-run; check network access to Cloud Resource Manager"), None
+            return CheckResult(
+                "project",
+                CANNOT_CHECK,
+                f"projects.get failed: {first_line(e)}",
+                "re-run; check network access to Cloud Resource Manager",
+            ), None
         state = resourcemanager_v3.Project.State(project.state).name
         number = project.name.removeprefix("projects/")
         if state != "ACTIVE":
             return CheckResult(
-                "project", FAIL, f"{pid} (number {number}) is {state}, not ACTIVE",
+                "project",
+                FAIL,
+                f"{pid} (number {number}) is {state}, not ACTIVE",
                 f"`gcloud projects undelete {pid}` (possible within 30 days of deletion), or use another project",
             ), None
         declared = self.spec.project.number
         if declared and declared != number:
             return CheckResult(
-                "project", FAIL, f"{pid} has number {number} but the spec says {declared}",
-                f"set project.number: \"{number}\" or remove it (it is looked up when absent)",
+                "project",
+                FAIL,
+                f"{pid} has number {number} but the spec says {declared}",
+                f'set project.number: "{number}" or remove it (it is looked up when absent)',
             ), None
         return CheckResult("project", PASS, f"{pid} exists, number {number}, ACTIVE"), number
 
@@ -247,18 +286,32 @@ class _Doctor:
         pid = self.project_id
         try:
             client = billing_v1.CloudBillingClient(
-                credentials=self.creds, transport="rest", client_options=_opts(self.endpoints.billing)
+                credentials=self.creds,
+                transport="rest",
+                client_options=_opts(self.endpoints.billing),
             )
             info = client.get_project_billing_info(name=f"projects/{pid}", timeout=TIMEOUT_S)
-        except gexc.PermissionDenied as e:
-            return CheckResult("billing", CANNOT_CHECK, f"getBillingInfo denied: {first_line(e)}", f"grant {self.who} roles/billing.viewer or roles/browser on {pid}")
+        except gexc.Forbidden as e:
+            return CheckResult(
+                "billing",
+                CANNOT_CHECK,
+                f"getBillingInfo denied: {first_line(e)}",
+                f"grant {self.who} roles/billing.viewer or roles/browser on {pid}",
+            )
         except CALL_ERRORS as e:
-            return CheckResult("billing", CANNOT_CHECK, f"getBillingInfo failed: {first_line(e)}", "enable cloudbilling.googleapis.com or re-run")
+            return CheckResult(
+                "billing",
+                CANNOT_CHECK,
+                f"getBillingInfo failed: {first_line(e)}",
+                "enable cloudbilling.googleapis.com or re-run",
+            )
         if info.billing_enabled:
             return CheckResult("billing", PASS, f"enabled ({info.billing_account_name})")
         account = self.spec.project.billing_account or "ACCOUNT_ID"
         return CheckResult(
-            "billing", FAIL, f"billing is not enabled on {pid}",
+            "billing",
+            FAIL,
+            f"billing is not enabled on {pid}",
             f"`gcloud billing projects link {pid} --billing-account={account}`",
         )
 
@@ -266,25 +319,43 @@ class _Doctor:
         """Service Usage ``services.get`` for every spec API and the two always needed."""
         try:
             client = service_usage_v1.ServiceUsageClient(
-                credentials=self.creds, transport="rest", client_options=_opts(self.endpoints.service_usage)
+                credentials=self.creds,
+                transport="rest",
+                client_options=_opts(self.endpoints.service_usage),
             )
         except CALL_ERRORS as e:
-            yield from blocked([f"api:{a}" for a in _apis(self.spec)], f"Service Usage client: {first_line(e)}")
+            yield from blocked(
+                [f"api:{a}" for a in _apis(self.spec)], f"Service Usage client: {first_line(e)}"
+            )
             return
         for api in _apis(self.spec):
             name = f"api:{api}"
             try:
-                service = client.get_service(request={"name": f"projects/{number}/services/{api}"}, timeout=TIMEOUT_S)
-            except gexc.PermissionDenied as e:
-                yield CheckResult(name, CANNOT_CHECK, f"services.get denied: {first_line(e)}", f"grant {self.who} roles/serviceusage.serviceUsageViewer on {self.project_id}")
+                service = client.get_service(
+                    request={"name": f"projects/{number}/services/{api}"}, timeout=TIMEOUT_S
+                )
+            except gexc.Forbidden as e:
+                yield CheckResult(
+                    name,
+                    CANNOT_CHECK,
+                    f"services.get denied: {first_line(e)}",
+                    f"grant {self.who} roles/serviceusage.serviceUsageViewer on {self.project_id}",
+                )
                 continue
             except CALL_ERRORS as e:
-                yield CheckResult(name, CANNOT_CHECK, f"services.get failed: {first_line(e)}", "re-run")
+                yield CheckResult(
+                    name, CANNOT_CHECK, f"services.get failed: {first_line(e)}", "re-run"
+                )
                 continue
             if service.state == service_usage_v1.State.ENABLED:
                 yield CheckResult(name, PASS, "enabled")
             else:
-                yield CheckResult(name, FAIL, f"{api} is not enabled", f"`gcloud services enable {api} --project={self.project_id}` (or `pulumi up`, which enables the spec's APIs)")
+                yield CheckResult(
+                    name,
+                    FAIL,
+                    f"{api} is not enabled",
+                    f"`gcloud services enable {api} --project={self.project_id}` (or `pulumi up`, which enables the spec's APIs)",
+                )
 
     def agents(self, number: str) -> Iterator[CheckResult]:
         """Both Vertex service agents appear as members of the project's IAM policy.
@@ -296,10 +367,17 @@ class _Doctor:
         """
         names = [f"service-agent:{d}" for d in catalog.SERVICE_AGENT_DOMAINS]
         try:
-            policy = self.projects.get_iam_policy(resource=f"projects/{self.project_id}", timeout=TIMEOUT_S)
-        except gexc.PermissionDenied as e:
+            policy = self.projects.get_iam_policy(
+                resource=f"projects/{self.project_id}", timeout=TIMEOUT_S
+            )
+        except gexc.Forbidden as e:
             for name in names:
-                yield CheckResult(name, CANNOT_CHECK, f"getIamPolicy denied: {first_line(e)}", f"grant {self.who} roles/iam.securityReviewer or roles/viewer on {self.project_id}")
+                yield CheckResult(
+                    name,
+                    CANNOT_CHECK,
+                    f"getIamPolicy denied: {first_line(e)}",
+                    f"grant {self.who} roles/iam.securityReviewer or roles/viewer on {self.project_id}",
+                )
             return
         except CALL_ERRORS as e:
             yield from blocked(names, f"getIamPolicy failed: {first_line(e)}")
@@ -311,10 +389,17 @@ class _Doctor:
             if member in members:
                 yield CheckResult(name, PASS, f"{email} exists")
             elif domain == "gcp-sa-aiplatform":
-                yield CheckResult(name, FAIL, f"{email} does not exist (not in the project IAM policy)", f"`gcloud beta services identity create --service=aiplatform.googleapis.com --project={self.project_id}` (tunestack's program also creates it with gcp.projects.ServiceIdentity)")
+                yield CheckResult(
+                    name,
+                    FAIL,
+                    f"{email} does not exist (not in the project IAM policy)",
+                    f"`gcloud beta services identity create --service=aiplatform.googleapis.com --project={self.project_id}` (tunestack's program also creates it with gcp.projects.ServiceIdentity)",
+                )
             else:
                 yield CheckResult(
-                    name, FAIL, f"{email} does not exist yet (not in the project IAM policy)",
+                    name,
+                    FAIL,
+                    f"{email} does not exist yet (not in the project IAM policy)",
                     "Vertex creates this agent on the project's first open-model tuning job; bucket "
                     "grants to it fail until then: run one small tuning job (or any open-model "
                     "tuning in the console) in this project, wait a few minutes, re-run doctor",
@@ -324,23 +409,50 @@ class _Doctor:
         """Cloud Storage ``testIamPermissions``: the caller can act on the bucket (404: missing)."""
         name = f"bucket:{bucket.name}"
         try:
-            client = storage.Client(
-                project=self.project_id, credentials=self.creds,
+            client = StorageClient(
+                project=self.project_id,
+                credentials=self.creds,
                 client_options={"api_endpoint": self.endpoints.storage},
             )
-            granted = set(client.bucket(bucket.name).test_iam_permissions(list(BUCKET_PERMISSIONS), timeout=TIMEOUT_S))
+            granted = set(
+                client.bucket(bucket.name).test_iam_permissions(
+                    list(BUCKET_PERMISSIONS), timeout=TIMEOUT_S, retry=None
+                )
+            )
         except gexc.NotFound:
             if bucket.create:
-                return CheckResult(name, PASS, f"gs://{bucket.name} does not exist yet; `pulumi up` creates it (buckets[].create: true)")
-            return CheckResult(name, FAIL, f"gs://{bucket.name} does not exist (buckets[].create: false adopts an existing bucket)", f"create it (`gcloud storage buckets create gs://{bucket.name} --project={self.project_id} --location={self.spec.project.region}`) or set create: true")
+                return CheckResult(
+                    name,
+                    PASS,
+                    f"gs://{bucket.name} does not exist yet; `pulumi up` creates it (buckets[].create: true)",
+                )
+            return CheckResult(
+                name,
+                FAIL,
+                f"gs://{bucket.name} does not exist (buckets[].create: false adopts an existing bucket)",
+                f"create it (`gcloud storage buckets create gs://{bucket.name} --project={self.project_id} --location={self.spec.project.region}`) or set create: true",
+            )
         except CALL_ERRORS as e:
-            return CheckResult(name, CANNOT_CHECK, f"testIamPermissions failed: {first_line(e)}", "re-run; check network access to Cloud Storage")
+            return CheckResult(
+                name,
+                CANNOT_CHECK,
+                f"testIamPermissions failed: {first_line(e)}",
+                "re-run; check network access to Cloud Storage",
+            )
         missing = [p for p in BUCKET_PERMISSIONS if p not in granted]
         if not missing:
-            return CheckResult(name, PASS, f"{self.who} can read, write and grant on gs://{bucket.name}")
-        taken = " (the name may belong to someone else: bucket names are global)" if not granted and bucket.create else ""
+            return CheckResult(
+                name, PASS, f"{self.who} can read, write and grant on gs://{bucket.name}"
+            )
+        taken = (
+            " (the name may belong to someone else: bucket names are global)"
+            if not granted and bucket.create
+            else ""
+        )
         return CheckResult(
-            name, FAIL, f"{self.who} lacks {', '.join(missing)} on gs://{bucket.name}{taken}",
+            name,
+            FAIL,
+            f"{self.who} lacks {', '.join(missing)} on gs://{bucket.name}{taken}",
             f"`gcloud storage buckets add-iam-policy-binding gs://{bucket.name} --member={self.who} --role=roles/storage.admin`",
         )
 
@@ -349,41 +461,77 @@ class _Doctor:
         want = self.spec.project.max_concurrent_tuning_jobs
         try:
             client = cloudquotas_v1.CloudQuotasClient(
-                credentials=self.creds, transport="rest", client_options=_opts(self.endpoints.quotas)
+                credentials=self.creds,
+                transport="rest",
+                client_options=_opts(self.endpoints.quotas),
             )
-            parent = f"projects/{self.project_id}/locations/global/services/aiplatform.googleapis.com"
+            parent = (
+                f"projects/{self.project_id}/locations/global/services/aiplatform.googleapis.com"
+            )
             infos = list(client.list_quota_infos(parent=parent, timeout=TIMEOUT_S))
-        except gexc.PermissionDenied as e:
-            return CheckResult("tuning-quota", CANNOT_CHECK, f"quotaInfos.list denied: {first_line(e)}", f"enable cloudquotas.googleapis.com on {self.project_id} and grant {self.who} roles/cloudquotas.viewer"), None
+        except gexc.Forbidden as e:
+            return CheckResult(
+                "tuning-quota",
+                CANNOT_CHECK,
+                f"quotaInfos.list denied: {first_line(e)}",
+                f"enable cloudquotas.googleapis.com on {self.project_id} and grant {self.who} roles/cloudquotas.viewer",
+            ), None
         except CALL_ERRORS as e:
-            return CheckResult("tuning-quota", CANNOT_CHECK, f"quotaInfos.list failed: {first_line(e)}", "re-run"), None
+            return CheckResult(
+                "tuning-quota", CANNOT_CHECK, f"quotaInfos.list failed: {first_line(e)}", "re-run"
+            ), None
         value = _quota_value(infos)
         if value is None:
-            return CheckResult("tuning-quota", CANNOT_CHECK, f"no quota named {TUNING_QUOTA_DISPLAY_NAME!r} among aiplatform.googleapis.com's quotas", "look it up in the console (IAM & Admin > Quotas); project.max_concurrent_tuning_jobs is used as the limit"), None
+            return CheckResult(
+                "tuning-quota",
+                CANNOT_CHECK,
+                f"no quota named {TUNING_QUOTA_DISPLAY_NAME!r} among aiplatform.googleapis.com's quotas",
+                "look it up in the console (IAM & Admin > Quotas); project.max_concurrent_tuning_jobs is used as the limit",
+            ), None
         if value < want:
             return CheckResult(
-                "tuning-quota", FAIL,
+                "tuning-quota",
+                FAIL,
                 f"quota allows {value} concurrent tuning job(s) but project.max_concurrent_tuning_jobs is {want}",
                 f"request more of {TUNING_QUOTA_DISPLAY_NAME!r} (IAM & Admin > Quotas) or set project.max_concurrent_tuning_jobs: {value}",
             ), value
-        return CheckResult("tuning-quota", PASS, f"{value} concurrent tuning job(s) allowed (spec uses {want})"), value
+        return CheckResult(
+            "tuning-quota", PASS, f"{value} concurrent tuning job(s) allowed (spec uses {want})"
+        ), value
 
     def running_jobs(self, quota: int | None) -> CheckResult:
         """GenAiTuningService ``tuningJobs.list`` in every tuning region (the quota is global)."""
         limit = quota if quota is not None else self.spec.project.max_concurrent_tuning_jobs
-        source = "quota" if quota is not None else "project.max_concurrent_tuning_jobs, quota unknown"
+        source = (
+            "quota" if quota is not None else "project.max_concurrent_tuning_jobs, quota unknown"
+        )
         active: list[str] = []
         for region in catalog.TUNING_REGIONS:
             try:
                 client = GenAiTuningServiceClient(
-                    credentials=self.creds, transport="rest",
+                    credentials=self.creds,
+                    transport="rest",
                     client_options=_opts(self.endpoints.aiplatform.format(region=region)),
                 )
-                jobs = list(client.list_tuning_jobs(parent=f"projects/{self.project_id}/locations/{region}", timeout=TIMEOUT_S))
-            except gexc.PermissionDenied as e:
-                return CheckResult("running-tuning-jobs", CANNOT_CHECK, f"tuningJobs.list in {region} denied: {first_line(e)}", f"grant {self.who} roles/aiplatform.viewer on {self.project_id}")
+                jobs = list(
+                    client.list_tuning_jobs(
+                        parent=f"projects/{self.project_id}/locations/{region}", timeout=TIMEOUT_S
+                    )
+                )
+            except gexc.Forbidden as e:
+                return CheckResult(
+                    "running-tuning-jobs",
+                    CANNOT_CHECK,
+                    f"tuningJobs.list in {region} denied: {first_line(e)}",
+                    f"grant {self.who} roles/aiplatform.viewer on {self.project_id}",
+                )
             except CALL_ERRORS as e:
-                return CheckResult("running-tuning-jobs", CANNOT_CHECK, f"tuningJobs.list in {region} failed: {first_line(e)}", "re-run")
+                return CheckResult(
+                    "running-tuning-jobs",
+                    CANNOT_CHECK,
+                    f"tuningJobs.list in {region} failed: {first_line(e)}",
+                    "re-run",
+                )
             active += [j.name for j in jobs if _holds_slot(j)]
         managed = [j.name for j in self.spec.tuning_jobs if j.engine == "managed"]
         detail = f"{len(active)} open-model tuning job(s) active of {limit} allowed ({source})"
@@ -391,7 +539,9 @@ class _Doctor:
             detail += ": " + ", ".join(sorted(active))
         if managed and len(active) >= limit:
             return CheckResult(
-                "running-tuning-jobs", FAIL, detail + f"; the spec's {len(managed)} job(s) would wait or be refused",
+                "running-tuning-jobs",
+                FAIL,
+                detail + f"; the spec's {len(managed)} job(s) would wait or be refused",
                 "wait for the active jobs to finish (or cancel them), or request more of "
                 f"{TUNING_QUOTA_DISPLAY_NAME!r}",
             )
@@ -413,4 +563,3 @@ def _holds_slot(job: Any) -> bool:
     # start from custom weights.
     is_open_model = "/" in job.base_model or bool(getattr(job, "custom_base_model", ""))
     return is_open_model and job.state.name in ACTIVE_JOB_STATES
-

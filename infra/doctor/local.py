@@ -17,8 +17,10 @@ from pathlib import Path
 import google.oauth2.credentials
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
-from google.cloud import storage
+from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1beta1 import GenAiTuningServiceClient
+from google.cloud.storage import Client as StorageClient
 
 from infra.doctor.cloud import CALL_ERRORS, TIMEOUT_S, region_check
 from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, blocked, first_line
@@ -68,17 +70,25 @@ def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResu
     for bucket in spec.buckets:
         name = f"bucket:{bucket.name}"
         try:
-            exists = client.bucket(bucket.name).exists(timeout=TIMEOUT_S)
+            exists = client.bucket(bucket.name).exists(timeout=TIMEOUT_S, retry=None)
         except CALL_ERRORS as e:
-            yield CheckResult(name, CANNOT_CHECK, f"bucket lookup failed: {first_line(e)}", "re-run")
+            yield CheckResult(
+                name, CANNOT_CHECK, f"bucket lookup failed: {first_line(e)}", "re-run"
+            )
             continue
         if exists:
             yield CheckResult(name, PASS, f"gs://{bucket.name} exists in the emulator")
         elif bucket.create:
-            yield CheckResult(name, PASS, f"gs://{bucket.name} does not exist yet; it is created when the spec is applied (create: true)")
+            yield CheckResult(
+                name,
+                PASS,
+                f"gs://{bucket.name} does not exist yet; it is created when the spec is applied (create: true)",
+            )
         else:
             yield CheckResult(
-                name, FAIL, f"gs://{bucket.name} does not exist in the emulator (create: false adopts an existing bucket)",
+                name,
+                FAIL,
+                f"gs://{bucket.name} does not exist in the emulator (create: false adopts an existing bucket)",
                 f"create it (`gcloud storage buckets create gs://{bucket.name}` with "
                 f"CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE={stack.storage_url}/storage/v1/) or set create: true",
             )
@@ -88,14 +98,35 @@ def _discover(home: Path) -> tuple[CheckResult, LocalStack | None]:
     api_file, token_file = home / "local" / "api.json", home / "local" / "token"
     try:
         data = json.loads(api_file.read_text())
-        stack = LocalStack(str(data["api_url"]).rstrip("/"), str(data["storage_url"]).rstrip("/"), token_file.read_text().strip())
+        stack = LocalStack(
+            str(data["api_url"]).rstrip("/"),
+            str(data["storage_url"]).rstrip("/"),
+            token_file.read_text().strip(),
+        )
     except FileNotFoundError as e:
-        return CheckResult("local-discovery", FAIL, f"{e.filename} does not exist: no local server has started", FIX_START), None
+        return CheckResult(
+            "local-discovery",
+            FAIL,
+            f"{e.filename} does not exist: no local server has started",
+            FIX_START,
+        ), None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return CheckResult("local-discovery", FAIL, f"{api_file} or {token_file} is unreadable ({first_line(e)})", "restart it: `tunestack down && tunestack up`"), None
+        return CheckResult(
+            "local-discovery",
+            FAIL,
+            f"{api_file} or {token_file} is unreadable ({first_line(e)})",
+            "restart it: `tunestack down && tunestack up`",
+        ), None
     if not stack.token:
-        return CheckResult("local-discovery", FAIL, f"{token_file} is empty", "restart it: `tunestack down && tunestack up`"), None
-    return CheckResult("local-discovery", PASS, f"API at {stack.api_url}, storage at {stack.storage_url}"), stack
+        return CheckResult(
+            "local-discovery",
+            FAIL,
+            f"{token_file} is empty",
+            "restart it: `tunestack down && tunestack up`",
+        ), None
+    return CheckResult(
+        "local-discovery", PASS, f"API at {stack.api_url}, storage at {stack.storage_url}"
+    ), stack
 
 
 def _api(spec: Spec, stack: LocalStack) -> CheckResult:
@@ -103,28 +134,63 @@ def _api(spec: Spec, stack: LocalStack) -> CheckResult:
     parent = f"projects/{spec.project.id}/locations/{spec.project.region}"
     try:
         client = GenAiTuningServiceClient(
-            credentials=creds, transport="rest", client_options=ClientOptions(api_endpoint=stack.api_url)
+            credentials=creds,
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=stack.api_url),
         )
         jobs = list(client.list_tuning_jobs(parent=parent, timeout=TIMEOUT_S))
-    except (gexc.Unauthenticated, gexc.PermissionDenied) as e:
+    except (gexc.Unauthorized, gexc.Forbidden) as e:
         return CheckResult(
-            "local-api", FAIL, f"{stack.api_url} refused the token ({e.code} {first_line(e)})",
+            "local-api",
+            FAIL,
+            f"{stack.api_url} refused the token ({e.code} {first_line(e)})",
+            "the token file no longer matches the running server: `tunestack down && tunestack up`",
+        )
+    except auth_exc.RefreshError:
+        # A 401 makes google-auth try to refresh a static token, which cannot be refreshed.
+        return CheckResult(
+            "local-api",
+            FAIL,
+            f"{stack.api_url} refused the token (HTTP 401)",
             "the token file no longer matches the running server: `tunestack down && tunestack up`",
         )
     except gexc.GoogleAPICallError as e:
-        return CheckResult("local-api", FAIL, f"{stack.api_url} answered tuningJobs.list with {e.code}: {first_line(e)}", "see the server log; restart it: `tunestack down && tunestack up`")
+        return CheckResult(
+            "local-api",
+            FAIL,
+            f"{stack.api_url} answered tuningJobs.list with {e.code}: {first_line(e)}",
+            "see the server log; restart it: `tunestack down && tunestack up`",
+        )
     except CALL_ERRORS as e:
-        return CheckResult("local-api", FAIL, f"{stack.api_url} does not answer ({first_line(e)})", f"api.json is stale or the server died; {FIX_START}")
-    return CheckResult("local-api", PASS, f"{stack.api_url} answers and accepts the token ({len(jobs)} tuning job(s) in {parent})")
+        return CheckResult(
+            "local-api",
+            FAIL,
+            f"{stack.api_url} does not answer ({first_line(e)})",
+            f"api.json is stale or the server died; {FIX_START}",
+        )
+    return CheckResult(
+        "local-api",
+        PASS,
+        f"{stack.api_url} answers and accepts the token ({len(jobs)} tuning job(s) in {parent})",
+    )
 
 
-def _storage(stack: LocalStack, project: str) -> tuple[CheckResult, storage.Client | None]:
+def _storage(stack: LocalStack, project: str) -> tuple[CheckResult, StorageClient | None]:
     try:
-        client = storage.Client(
-            project=project, credentials=google.oauth2.credentials.Credentials(token=stack.token),
+        # The emulator checks no auth (as fake-gcs-server): anonymous, like infra.local.storage.
+        client = StorageClient(
+            project=project,
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": stack.storage_url},
         )
-        next(iter(client.list_buckets(max_results=1, timeout=TIMEOUT_S)), None)
+        next(iter(client.list_buckets(max_results=1, timeout=TIMEOUT_S, retry=None)), None)
     except CALL_ERRORS as e:
-        return CheckResult("local-storage", FAIL, f"{stack.storage_url} does not answer ({first_line(e)})", f"the emulator is down; {FIX_START}"), None
-    return CheckResult("local-storage", PASS, f"storage emulator answers at {stack.storage_url}"), client
+        return CheckResult(
+            "local-storage",
+            FAIL,
+            f"{stack.storage_url} does not answer ({first_line(e)})",
+            f"the emulator is down; {FIX_START}",
+        ), None
+    return CheckResult(
+        "local-storage", PASS, f"storage emulator answers at {stack.storage_url}"
+    ), client

@@ -46,7 +46,9 @@ def exit_code(results: list[CheckResult]) -> int:
 
 def print_result(result: CheckResult, console: Console) -> None:
     """One line for the check, its fix indented below it."""
-    console.print(f"{_MARKS[result.status]} [bold]{escape(result.check)}[/]: {escape(result.detail)}")
+    console.print(
+        f"{_MARKS[result.status]} [bold]{escape(result.check)}[/]: {escape(result.detail)}"
+    )
     if result.fix:
         console.print(f"    fix: {escape(result.fix)}")
 
@@ -62,7 +64,9 @@ def print_summary(results: list[CheckResult], console: Console) -> None:
 def blocked(names: list[str], why: str) -> Iterator[CheckResult]:
     """``cannot-check`` for each named check, because an earlier check did not pass."""
     for name in names:
-        yield CheckResult(name, CANNOT_CHECK, f"skipped: {why}", "fix the failure above, then re-run")
+        yield CheckResult(
+            name, CANNOT_CHECK, f"skipped: {why}", "fix the failure above, then re-run"
+        )
 
 
 def first_line(e: BaseException) -> str:

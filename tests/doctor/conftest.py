@@ -27,13 +27,23 @@ QUOTA_NAME = "Global concurrent managed OSS model fine-tuning jobs per project"
 PROJECT_STATE = {"ACTIVE": 1, "DELETE_REQUESTED": 2}
 SERVICE_STATE = {"DISABLED": 1, "ENABLED": 2}
 JOB_STATE = {
-    "JOB_STATE_QUEUED": 1, "JOB_STATE_PENDING": 2, "JOB_STATE_RUNNING": 3,
-    "JOB_STATE_SUCCEEDED": 4, "JOB_STATE_FAILED": 5, "JOB_STATE_CANCELLING": 6,
-    "JOB_STATE_CANCELLED": 7, "JOB_STATE_PAUSED": 8, "JOB_STATE_EXPIRED": 9,
+    "JOB_STATE_QUEUED": 1,
+    "JOB_STATE_PENDING": 2,
+    "JOB_STATE_RUNNING": 3,
+    "JOB_STATE_SUCCEEDED": 4,
+    "JOB_STATE_FAILED": 5,
+    "JOB_STATE_CANCELLING": 6,
+    "JOB_STATE_CANCELLED": 7,
+    "JOB_STATE_PAUSED": 8,
+    "JOB_STATE_EXPIRED": 9,
 }
 ALL_BUCKET_PERMISSIONS = {
-    "storage.buckets.get", "storage.buckets.getIamPolicy", "storage.buckets.setIamPolicy",
-    "storage.objects.create", "storage.objects.get", "storage.objects.list",
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.objects.create",
+    "storage.objects.get",
+    "storage.objects.list",
 }
 
 
@@ -46,13 +56,24 @@ class World:
     project_state: str | None = "ACTIVE"  # None: the project does not exist
     missing_project_status: int = 403  # CRM v3 answers 403 for a project that does not exist
     billing_enabled: bool = True
-    enabled_apis: set[str] = field(default_factory=lambda: {"aiplatform.googleapis.com", "storage.googleapis.com", "cloudquotas.googleapis.com"})
+    enabled_apis: set[str] = field(
+        default_factory=lambda: {
+            "aiplatform.googleapis.com",
+            "storage.googleapis.com",
+            "cloudquotas.googleapis.com",
+        }
+    )
     agents: set[str] = field(default_factory=lambda: {"gcp-sa-aiplatform", "gcp-sa-vertex-moss-ft"})
-    buckets: dict[str, set[str]] = field(default_factory=lambda: {"tuned-data": set(ALL_BUCKET_PERMISSIONS)})
+    buckets: dict[str, set[str]] = field(
+        default_factory=lambda: {"tuned-data": set(ALL_BUCKET_PERMISSIONS)}
+    )
     quota: int | None = 2  # None: no such quota listed
     quotas_status: int = 200
-    jobs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # region -> [(base model, state)]
+    jobs: dict[str, list[tuple[str, str]]] = field(
+        default_factory=dict
+    )  # region -> [(base model, state)]
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    open_storage: bool = False  # True: /storage/ needs no token, like the local emulator
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -73,9 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         ints = any("enum-encoding=int" in v for vs in query.values() for v in vs)
-        self.world.requests.append((method, url.path, {k.lower(): v for k, v in self.headers.items()}))
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        self.world.requests.append(
+            (method, url.path, {k.lower(): v for k, v in self.headers.items()})
+        )
+        anonymous_ok = self.world.open_storage and url.path.startswith("/storage/")
+        if not anonymous_ok and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._error(
+                401, "UNAUTHENTICATED", "Request had invalid authentication credentials."
+            )
         w = self.world
         for pattern, handler in _ROUTES:
             m = re.fullmatch(pattern, url.path)
@@ -103,28 +129,55 @@ def _project(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], i
     if m["p"] != w.project_id or w.project_state is None:
         if w.missing_project_status == 404:
             return h._error(404, "NOT_FOUND", f"Project '{m['p']}' not found.")
-        return h._error(403, "PERMISSION_DENIED", f"Permission denied on resource project {m['p']}.")
-    h._json({
-        "name": f"projects/{w.number}", "parent": "folders/987654321", "projectId": w.project_id,
-        "state": _enum(PROJECT_STATE, w.project_state, ints), "displayName": w.project_id,
-        "createTime": "2026-01-05T10:00:00.123Z", "updateTime": "2026-01-05T10:00:00.123Z",
-        "etag": "W/\"8a4b1a2c\"",
-    })
+        return h._error(
+            403, "PERMISSION_DENIED", f"Permission denied on resource project {m['p']}."
+        )
+    h._json(
+        {
+            "name": f"projects/{w.number}",
+            "parent": "folders/987654321",
+            "projectId": w.project_id,
+            "state": _enum(PROJECT_STATE, w.project_state, ints),
+            "displayName": w.project_id,
+            "createTime": "2026-01-05T10:00:00.123Z",
+            "updateTime": "2026-01-05T10:00:00.123Z",
+            "etag": 'W/"8a4b1a2c"',
+        }
+    )
 
 
-def _iam_policy(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
+def _iam_policy(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
     bindings = [{"role": "roles/owner", "members": ["user:owner@example.com"]}]
     if "gcp-sa-aiplatform" in w.agents:
-        bindings.append({"role": "roles/aiplatform.serviceAgent", "members": [f"serviceAccount:service-{w.number}@gcp-sa-aiplatform.iam.gserviceaccount.com"]})
+        bindings.append(
+            {
+                "role": "roles/aiplatform.serviceAgent",
+                "members": [
+                    f"serviceAccount:service-{w.number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+                ],
+            }
+        )
     if "gcp-sa-vertex-moss-ft" in w.agents:
-        bindings.append({"role": "roles/vertexaimossft.serviceAgent", "members": [f"serviceAccount:service-{w.number}@gcp-sa-vertex-moss-ft.iam.gserviceaccount.com"]})
+        bindings.append(
+            {
+                "role": "roles/vertexaimossft.serviceAgent",
+                "members": [
+                    f"serviceAccount:service-{w.number}@gcp-sa-vertex-moss-ft.iam.gserviceaccount.com"
+                ],
+            }
+        )
     h._json({"version": 1, "etag": "BwYd7zYv0xw=", "bindings": bindings})
 
 
 def _billing(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
     body: dict[str, Any] = {"name": f"projects/{m['p']}/billingInfo", "projectId": m["p"]}
     if w.billing_enabled:
-        body |= {"billingAccountName": "billingAccounts/012345-6789AB-CDEF01", "billingEnabled": True}
+        body |= {
+            "billingAccountName": "billingAccounts/012345-6789AB-CDEF01",
+            "billingEnabled": True,
+        }
     else:
         body |= {"billingAccountName": ""}  # the real answer omits billingEnabled when false
     h._json(body)
@@ -132,64 +185,147 @@ def _billing(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], i
 
 def _service(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
     state = "ENABLED" if m["s"] in w.enabled_apis else "DISABLED"
-    h._json({
-        "name": f"projects/{w.number}/services/{m['s']}", "parent": f"projects/{w.number}",
-        "config": {"name": m["s"], "title": m["s"].split(".")[0]},
-        "state": _enum(SERVICE_STATE, state, ints),
-    })
+    h._json(
+        {
+            "name": f"projects/{w.number}/services/{m['s']}",
+            "parent": f"projects/{w.number}",
+            "config": {"name": m["s"], "title": m["s"].split(".")[0]},
+            "state": _enum(SERVICE_STATE, state, ints),
+        }
+    )
 
 
-def _test_permissions(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
+def _test_permissions(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
     if m["b"] not in w.buckets:
         return h._error(404, "NOT_FOUND", "The specified bucket does not exist.")
     asked = q.get("permissions", [])
-    h._json({"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in w.buckets[m["b"]]]})
+    h._json(
+        {
+            "kind": "storage#testIamPermissionsResponse",
+            "permissions": [p for p in asked if p in w.buckets[m["b"]]],
+        }
+    )
 
 
-def _quota_infos(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
+def _quota_infos(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
     if w.quotas_status == 403:
-        return h._error(403, "PERMISSION_DENIED", "Cloud Quotas API has not been used in project tuned-proj-1 before or it is disabled.")
+        return h._error(
+            403,
+            "PERMISSION_DENIED",
+            "Cloud Quotas API has not been used in project tuned-proj-1 before or it is disabled.",
+        )
     parent = f"projects/{w.number}/locations/global/services/aiplatform.googleapis.com"
 
     def info(qid: str, display: str, value: str) -> dict[str, Any]:
         return {
-            "name": f"{parent}/quotaInfos/{qid}", "quotaId": qid,
-            "metric": f"aiplatform.googleapis.com/{qid.lower()}", "service": "aiplatform.googleapis.com",
-            "isPrecise": True, "containerType": 1 if ints else "PROJECT", "dimensions": [],
-            "metricDisplayName": display, "quotaDisplayName": display, "metricUnit": "1",
-            "quotaIncreaseEligibility": {"isEligible": True}, "isFixed": False, "isConcurrent": True,
+            "name": f"{parent}/quotaInfos/{qid}",
+            "quotaId": qid,
+            "metric": f"aiplatform.googleapis.com/{qid.lower()}",
+            "service": "aiplatform.googleapis.com",
+            "isPrecise": True,
+            "containerType": 1 if ints else "PROJECT",
+            "dimensions": [],
+            "metricDisplayName": display,
+            "quotaDisplayName": display,
+            "metricUnit": "1",
+            "quotaIncreaseEligibility": {"isEligible": True},
+            "isFixed": False,
+            "isConcurrent": True,
             "dimensionsInfos": [{"details": {"value": value}, "applicableLocations": ["global"]}],
         }
 
     # Two pages, the wanted quota on the second, to exercise paging.
     if not q.get("pageToken"):
-        return h._json({"quotaInfos": [info("OnlinePredictionRequestsPerMinute", "Online prediction requests per minute", "30000")], "nextPageToken": "page-2"})
-    infos = [info("CustomModelTrainingCpusPerRegion", "Custom model training CPUs per region", "24")]
+        return h._json(
+            {
+                "quotaInfos": [
+                    info(
+                        "OnlinePredictionRequestsPerMinute",
+                        "Online prediction requests per minute",
+                        "30000",
+                    )
+                ],
+                "nextPageToken": "page-2",
+            }
+        )
+    infos = [
+        info("CustomModelTrainingCpusPerRegion", "Custom model training CPUs per region", "24")
+    ]
     if w.quota is not None:
-        infos.append(info("ConcurrentOssTuningJobsPerProject", QUOTA_NAME, str(w.quota)))  # id invented: not published
+        infos.append(
+            info("ConcurrentOssTuningJobsPerProject", QUOTA_NAME, str(w.quota))
+        )  # id invented: not published
     h._json({"quotaInfos": infos})
 
 
-def _tuning_jobs(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
+def _tuning_jobs(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
     jobs = [
         {
             "name": f"projects/{w.number}/locations/{m['r']}/tuningJobs/{1000 + i}",
-            "tunedModelDisplayName": f"job-{i}", "baseModel": base,
-            "state": _enum(JOB_STATE, state, ints), "createTime": "2026-11-29T03:00:00.000Z",
-            "supervisedTuningSpec": {"trainingDatasetUri": "gs://tuned-data/train.jsonl", "tuningMode": 1 if ints else "TUNING_MODE_FULL"},
+            "tunedModelDisplayName": f"job-{i}",
+            "baseModel": base,
+            "state": _enum(JOB_STATE, state, ints),
+            "createTime": "2026-11-29T03:00:00.000Z",
+            "supervisedTuningSpec": {
+                "trainingDatasetUri": "gs://tuned-data/train.jsonl",
+                "tuningMode": 1 if ints else "TUNING_MODE_FULL",
+            },
         }
         for i, (base, state) in enumerate(w.jobs.get(m["r"], []))
     ]
     h._json({"tuningJobs": jobs} if jobs else {})
 
 
+def _bucket_list(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
+    h._json(
+        {"kind": "storage#buckets", "items": [_bucket_resource(w, b) for b in sorted(w.buckets)]}
+    )
+
+
+def _bucket(h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool) -> None:
+    if m["b"] not in w.buckets:
+        return h._error(404, "NOT_FOUND", "The specified bucket does not exist.")
+    h._json(_bucket_resource(w, m["b"]))
+
+
+def _bucket_resource(w: World, name: str) -> dict[str, Any]:
+    return {
+        "kind": "storage#bucket",
+        "id": name,
+        "name": name,
+        "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
+        "projectNumber": w.number,
+        "metageneration": "1",
+        "location": "US-CENTRAL1",
+        "storageClass": "STANDARD",
+        "etag": "CAE=",
+        "timeCreated": "2026-01-05T10:00:00.123Z",
+        "updated": "2026-01-05T10:00:00.123Z",
+        "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}},
+        "locationType": "region",
+    }
+
+
 _ROUTES = [
+    (r"/storage/v1/b", ("GET", _bucket_list)),
+    (r"/storage/v1/b/(?P<b>[^/]+)", ("GET", _bucket)),
     (r"/v3/projects/(?P<p>[^/:]+)", ("GET", _project)),
     (r"/v3/projects/(?P<p>[^/:]+):getIamPolicy", ("POST", _iam_policy)),
     (r"/v1/projects/(?P<p>[^/]+)/billingInfo", ("GET", _billing)),
     (r"/v1/projects/(?P<p>[^/]+)/services/(?P<s>[^/:]+)", ("GET", _service)),
     (r"/storage/v1/b/(?P<b>[^/]+)/iam/testPermissions", ("GET", _test_permissions)),
-    (r"/v1/projects/(?P<p>[^/]+)/locations/global/services/aiplatform\.googleapis\.com/quotaInfos", ("GET", _quota_infos)),
+    (
+        r"/v1/projects/(?P<p>[^/]+)/locations/global/services/aiplatform\.googleapis\.com/quotaInfos",
+        ("GET", _quota_infos),
+    ),
     (r"/v1beta1/projects/(?P<p>[^/]+)/locations/(?P<r>[^/]+)/tuningJobs", ("GET", _tuning_jobs)),
 ]
 
@@ -204,7 +340,9 @@ def fake_google(world: World) -> Iterator[str]:
     """Base URL of a running fake serving ``world``."""
     handler = type("Handler", (_Handler,), {"world": world})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
