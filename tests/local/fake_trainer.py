@@ -2,7 +2,8 @@
 
 It accepts the trainer's job flags, checks the dataset exists, and copies the base model to
 ``<output>/postprocess/node-0/checkpoints/{checkpoint-1,final}`` through the GCS emulator.
-``FAKE_TRAINER_SLEEP`` makes it slow (cancel tests), ``FAKE_TRAINER_FAIL`` makes it fail.
+A training path containing ``slow`` makes it run for 10 minutes (cancel and queue tests);
+``FAKE_TRAINER_SLEEP`` adds seconds, ``FAKE_TRAINER_FAIL`` makes it fail.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def main() -> int:
     p.add_argument("--adapter-size")
     args, _ = p.parse_known_args()
     print(f"fake trainer: {' '.join(sys.argv[1:])}", flush=True)
-    time.sleep(float(os.environ.get("FAKE_TRAINER_SLEEP", "0")))
+    # A dataset path containing "slow" keeps it running (cancel and queue tests).
+    time.sleep(
+        float(os.environ.get("FAKE_TRAINER_SLEEP", "0")) + (600 if "slow" in args.train_data else 0)
+    )
     if os.environ.get("FAKE_TRAINER_FAIL"):
         print("error: fake failure", flush=True)
         return 3
