@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import stat
@@ -119,7 +120,8 @@ def test_oversized_body_is_413(local_api: Any) -> None:
     # A chunked body (no Content-Length) is counted while it streams.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {local_api.token}", "Content-Type": "application/json"}
-    try:
+    # The server may answer and close before the client has sent everything.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         conn.request(
             "POST",
             f"/v1beta1/{PARENT}/tuningJobs",
@@ -127,8 +129,6 @@ def test_oversized_body_is_413(local_api: Any) -> None:
             headers=headers,
             encode_chunked=True,
         )
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server may answer and close before the client has sent everything
     resp = conn.getresponse()
     assert resp.status == 413, resp.read()
     conn.close()
@@ -194,6 +194,6 @@ def test_over_the_concurrency_cap_is_429_promptly(local_api: Any, endpoint: str)
         t.join(timeout=120)
     statuses = [s for s, _ in results]
     assert len(results) == clients and set(statuses) <= {200, 429}
-    assert 1 <= statuses.count(200) and statuses.count(429) >= clients - 2 * cap
+    assert statuses.count(200) >= 1 and statuses.count(429) >= clients - 2 * cap
     slowest_200 = max(d for s, d in results if s == 200)
     assert all(d < slowest_200 for s, d in results if s == 429)  # refused at once, not queued
