@@ -90,7 +90,11 @@ class FakeVertex:
         with self.lock:
             self.calls.append((method, kind))
             self.bodies.append(body)
-            status, payload = self._route(method, kind, path, query, body)
+            self._tick()
+            try:
+                status, payload = self._route(method, kind, path, query, body)
+            except json_format.ParseError as e:  # what Vertex answers to a wrong shape
+                status, payload = 400, _error(400, str(e), "INVALID_ARGUMENT")
         if self.hook is not None:
             self.hook(kind, path)
         return status, payload
@@ -190,6 +194,19 @@ class FakeVertex:
                 return 200, self._done_op()
             return 200, type(store[name]).to_json(store[name])
         return 501, _error(501, f"{method} {path} not implemented", "UNIMPLEMENTED")
+
+    def _tick(self) -> None:
+        # Time passes with every request, so operations finish even if nobody polls them
+        # (as on Vertex, where a deploy goes on after its caller died).
+        for op in self.ops.values():
+            if op.result is None:
+                op.polls_left -= 1
+                if op.polls_left <= 0:
+                    op.result = (
+                        op.on_done()
+                        if op.on_done
+                        else operations_pb2.Operation(name=op.name, done=True)
+                    )
 
     def _deploy(self, parent: str, req: aip.DeployRequest) -> str:
         # Like Vertex: the endpoint exists at once, the model only when the operation is done.
