@@ -15,11 +15,14 @@ Any client sending ``Authorization: Bearer <token>`` is accepted.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Environment variable naming a JSON file that maps catalog ids to local weights.
 MODEL_MAP_ENV = "TUNESTACK_MODEL_MAP"
@@ -101,6 +104,24 @@ def write_json_atomic(path: Path, data: object) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for our children (emulator, trainers): on Linux they get SIGKILL when the
+    thread that started them dies (the server, even by kill -9), so nothing is orphaned;
+    elsewhere it does nothing. libc is loaded before forking: the child only makes one call."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
 
 
 def model_map() -> dict[str, str]:

@@ -190,6 +190,7 @@ class Scheduler:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
+                preexec_fn=home.die_with_parent,
             )
             log.close()
             self._current = (collection, rid, proc)

@@ -64,6 +64,7 @@ class StorageEmulator:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=home.die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
