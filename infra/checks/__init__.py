@@ -17,7 +17,7 @@ from infra.checks.dataset import validate_dataset_file, validate_stream
 from infra.checks.report import FileSummary, JobSummary, Report
 from infra.checks.spec import check_spec, is_remote
 from infra.checks.tokens import TokenizerUnavailable, load_tokenizer
-from infra.diagnostics import Diagnostic, has_errors
+from infra.diagnostics import Diagnostic, did_you_mean, has_errors
 from infra.load import Loaded, load_spec, locate
 from infra.spec import Spec
 
@@ -123,6 +123,7 @@ def _check_datasets(
             )
             files[uri] = summary
             diags += file_diags
+            diags += _image_buckets_declared(spec, summary, loaded, field, display)
     return files, diags
 
 
@@ -197,6 +198,29 @@ def _check_file(
     )
     summary.uri = uri
     return summary, diags
+
+
+def _image_buckets_declared(
+    spec: Spec, summary: FileSummary, loaded: Loaded, field: str, display: str
+) -> list[Diagnostic]:
+    """Images in undeclared buckets: their IAM grants could not be derived."""
+    names = [b.name for b in spec.buckets]
+    line, col = locate(loaded.positions, field)
+    return [
+        Diagnostic(
+            "error",
+            "unknown-reference",
+            display,
+            line,
+            col,
+            field,
+            f"images of {summary.uri} are in bucket {b!r}, which is not declared in buckets: "
+            f"(add it, with create: false for an existing bucket, so both service agents get "
+            f"read access){did_you_mean(b, names)}",
+        )
+        for b in summary.image_buckets
+        if b not in names
+    ]
 
 
 def _display(path: Path) -> str:

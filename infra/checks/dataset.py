@@ -52,13 +52,17 @@ _CHAT_ORDER = re.compile(r"(?:s?(?:ua)+)+")
 _MESSAGES = operator.attrgetter("messages")
 _ROLE = operator.attrgetter("role")
 _CONTENT = operator.attrgetter("content")
-# In NUL-joined raw JSON contents: a content that is not a JSON string, or whose first
-# character is a quote (empty), an escape, or any character str.isspace() accepts (raw, in
-# UTF-8), so it could be whitespace only. Any hit sends the block to the exact path.
-_SPACES = b"".join(
-    b"|" + re.escape(chr(c).encode()) for c in range(0x80, 0x110000) if chr(c).isspace()
+# In NUL-joined raw JSON contents: a content that is not a JSON string, or that is empty or
+# starts with a character str.isspace() accepts (raw in UTF-8, or escaped), so it could be
+# whitespace only. Any hit sends the block to the exact path.
+_SPACE_CODES = [c for c in range(0x110000) if chr(c).isspace()]
+_BAD_START = re.compile(
+    rb'\0(?:[^"]|"(?:"'
+    + b"".join(b"|" + re.escape(chr(c).encode()) for c in _SPACE_CODES if c >= 0x20)
+    + rb"|\\[ntrf]|(?i:\\u(?:"
+    + b"|".join(f"{c:04x}".encode() for c in _SPACE_CODES)
+    + rb"))))"
 )
-_BAD_START = re.compile(rb'\0(?:[^"]|"(?:[ "\\]' + _SPACES + rb"))")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB89][0-9a-fA-F]{2}")
 
 Progress = Callable[[int], None]

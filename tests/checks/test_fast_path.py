@@ -1,0 +1,180 @@
+"""The block fast path must agree with the line-by-line path on every input.
+
+The fast path may only *accept* blocks; whenever it does, the exact path must find nothing
+either. These tests feed both paths clean data and every near miss we could think of.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from infra import catalog
+from infra.checks import dataset
+from infra.checks.dataset import validate_dataset_file
+
+LLAMA = catalog.model("meta/llama3_1@llama-3.1-8b-instruct")
+
+
+def both(path: Path, monkeypatch: pytest.MonkeyPatch, max_seq: int = 8192):  # noqa: ANN201
+    calls = {"accepted": 0}
+    original = dataset._Validator.fast_chat_block
+
+    def spy(self, *a):  # noqa: ANN001, ANN202
+        ok = original(self, *a)
+        calls["accepted"] += ok
+        return ok
+
+    monkeypatch.setattr(dataset._Validator, "fast_chat_block", spy)
+    fast = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
+    monkeypatch.setattr(dataset._Validator, "fast_chat_block", lambda self, *a: False)
+    slow = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
+    return fast, slow, calls["accepted"]
+
+
+def key(diags):  # noqa: ANN001, ANN201
+    return sorted((d.code, d.line, d.severity) for d in diags)
+
+
+def chat(rng: random.Random, i: int) -> dict:
+    msgs = [{"role": "system", "content": f"System {i}: be brief."}] if rng.random() < 0.5 else []
+    for t in range(rng.randint(1, 3)):
+        msgs.append(
+            {
+                "role": "user",
+                "content": rng.choice(["Hi", "Café? ☕", 'Say "x": now', "a\nb", "10:30"]) + str(t),
+            }
+        )
+        msgs.append(
+            {
+                "role": "assistant",
+                "content": rng.choice(["Yes.", "Non — merci", "ok: fine", "😀 done"]),
+            }
+        )
+    return {"messages": msgs}
+
+
+def write(path: Path, objs: list, *, compact: bool = False, ascii_: bool = False) -> None:
+    sep = (",", ":") if compact else (", ", ": ")
+    path.write_text(
+        "".join(json.dumps(o, separators=sep, ensure_ascii=ascii_) + "\n" for o in objs),
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("ascii_", [False, True])
+def test_clean_data_takes_the_fast_path_and_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compact: bool, ascii_: bool
+) -> None:
+    rng = random.Random(1)
+    path = tmp_path / "clean.jsonl"
+    write(path, [chat(rng, i) for i in range(300)], compact=compact, ascii_=ascii_)
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
+    assert accepted >= 1
+    assert fd == sd == []
+    assert (
+        (fs.examples, fs.formats, fs.sha256)
+        == (ss.examples, ss.formats, ss.sha256)
+        == (300, ["chat"], ss.sha256)
+    )
+    # Estimates come from UTF-8 sizes on one path and characters on the other: close, not equal.
+    assert abs(fs.tokens - ss.tokens) <= 0.25 * ss.tokens
+
+
+NEAR_MISSES = {
+    "duplicate role": '{"messages": [{"role": "user", "role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "duplicate content": '{"messages": [{"role": "user", "content": "a:b", "content": "c"}, {"role": "assistant", "content": "b"}]}',
+    "duplicate messages": '{"messages": [], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "escaped duplicate key": '{"messages": [{"role": "user", "content": "a", "c\\u006fntent": "x"}, {"role": "assistant", "content": "b"}]}',
+    "escaped colon and dup": '{"messages": [{"role": "user", "content": "a\\u003a", "content": "b:"}, {"role": "assistant", "content": "b"}]}',
+    "spaced duplicate": '{"messages": [{"role" : "user", "content" : "a", "content" : "a"}, {"role": "assistant", "content": "b"}]}',
+    "empty content": '{"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "b"}]}',
+    "space content": '{"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "b"}]}',
+    "escaped space content": '{"messages": [{"role": "user", "content": "\\n\\t"}, {"role": "assistant", "content": "b"}]}',
+    "unicode space content": '{"messages": [{"role": "user", "content": "\\u3000"}, {"role": "assistant", "content": "b"}]}',
+    "raw nbsp content": '{"messages": [{"role": "user", "content": "\u00a0"}, {"role": "assistant", "content": "b"}]}',
+    "number content": '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}]}',
+    "list content": '{"messages": [{"role": "user", "content": ["a"]}, {"role": "assistant", "content": "b"}]}',
+    "null content": '{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "b"}]}',
+    "system in middle": '{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]}',
+    "two systems": '{"messages": [{"role": "system", "content": "s"}, {"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "ends on user": '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}',
+    "starts on assistant": '{"messages": [{"role": "assistant", "content": "b"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "only system": '{"messages": [{"role": "system", "content": "s"}]}',
+    "bad role": '{"messages": [{"role": "human", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "extra key": '{"messages": [{"role": "user", "content": "a", "name": "x"}, {"role": "assistant", "content": "b"}]}',
+    "lone surrogate": '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "b"}]}',
+    "two objects on a line": '{"prompt": "a", "completion": "b"} {"prompt": "a", "completion": "b"}',
+    "prompt completion": '{"prompt": "a", "completion": "b"}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEAR_MISSES))
+def test_near_misses_are_never_accepted_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    rng = random.Random(2)
+    path = tmp_path / "mixed.jsonl"
+    good = [json.dumps(chat(rng, i)) for i in range(20)]
+    path.write_text("\n".join([*good[:10], NEAR_MISSES[name], *good[10:]]) + "\n", encoding="utf-8")
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
+    assert key(fd) == key(sd)
+    assert any(d.line == 11 for d in sd), (name, [d.format() for d in sd])
+    assert fs.examples == ss.examples
+
+
+def test_invalid_utf8_inside_content_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = (
+        b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
+    path.write_bytes(good * 5 + good.replace(b'"a"', b'"caf\xe9"') + good * 5)
+    (_, fd), (_, sd), _ = both(path, monkeypatch)
+    assert key(fd) == key(sd) == [("invalid-encoding", 6, "error")]
+
+
+def test_blank_and_pretty_lines_are_found_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    lines = [json.dumps(chat(rng, i)) for i in range(6)]
+    pretty = json.dumps(chat(rng, 99), indent=1).splitlines()
+    path = tmp_path / "shape.jsonl"
+    path.write_text(
+        "\n".join([lines[0], "", *lines[1:3], *pretty, *lines[3:]]) + "\n", encoding="utf-8"
+    )
+    (fs, fd), (ss, sd), _ = both(path, monkeypatch)
+    assert key(fd) == key(sd)
+    assert ("invalid-json", 2, "error") in key(sd)
+
+
+def test_long_examples_are_flagged_on_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(4)
+    objs = [chat(rng, i) for i in range(50)]
+    objs[17]["messages"][-1]["content"] = "long answer " * 1000  # ~3000 tokens estimated
+    path = tmp_path / "long.jsonl"
+    write(path, objs)
+    (_, fd), (_, sd), accepted = both(path, monkeypatch, max_seq=2048)
+    assert accepted == 1
+    assert key(fd) == key(sd) == [("sequence-too-long", 18, "warning")]
+
+
+def test_many_blocks_keep_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dataset, "_CHUNK", 4096)  # many blocks, lines split across reads
+    rng = random.Random(5)
+    objs: list = [chat(rng, i) for i in range(400)]
+    objs[321] = {"messages": [{"role": "user", "content": "a"}]}
+    path = tmp_path / "blocks.jsonl"
+    write(path, objs)
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
+    assert accepted > 5
+    assert key(fd) == key(sd) == [("missing-assistant-turn", 322, "error")]
+    assert fs.examples == ss.examples == 399
