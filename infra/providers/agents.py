@@ -31,7 +31,7 @@ _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 #: Errors worth retrying while an agent is being created or IAM propagates.
 RETRYABLE_GRANT = re.compile(
-    r"does not exist|not found|propagat|try again|service account .* (is|was) not", re.I
+    r"does not exist|service account .* not found|propagat|try again", re.I
 )
 
 T = TypeVar("T")

@@ -115,7 +115,6 @@ def find_build(
     """The newest build tagged with this context hash that succeeded or is still running."""
     builds = client.list_builds(
         request=cb.ListBuildsRequest(
-            project_id=project,
             parent=f"projects/{project}/locations/{location}",
             filter=f'tags="{BUILD_TAG_PREFIX}{tag}"',
         )
@@ -152,13 +151,16 @@ def ensure_image(inputs: dict[str, Any], **poll: float) -> dict[str, Any]:
     if build is None:
         bucket = inputs.get("source_bucket") or f"{project}_cloudbuild"
         obj = f"tunestack/trainer-{tag}.tgz"
-        blob = storage_client(project, inputs.get("storage_endpoint")).bucket(bucket).blob(obj)
+        gcs = storage_client(project, inputs.get("storage_endpoint"))
+        # gcloud's convention: the source bucket is created on first use.
+        source = gcs.lookup_bucket(bucket) or gcs.create_bucket(bucket, location=location)
+        blob = source.blob(obj)
         blob.upload_from_string(
             context_tarball(inputs["context_dir"]), content_type="application/gzip"
         )
+        # parent only (no project_id): the GAPIC REST transport then picks the regional route.
         request = cb.CreateBuildRequest(
             parent=parent,
-            project_id=project,
             build=cb.Build(
                 source=cb.Source(storage_source=cb.StorageSource(bucket=bucket, object_=obj)),
                 steps=[cb.BuildStep(name=DOCKER_BUILDER, args=["build", "-t", uri, "."])],
@@ -188,13 +190,8 @@ def wait_build(
     """Polls a build until it is terminal (bounded deadline, exponential backoff)."""
     end = time.monotonic() + deadline_s
     delay = initial_delay
-    project = parent.split("/")[1]
     while True:
-        build = client.get_build(
-            request=cb.GetBuildRequest(
-                name=f"{parent}/builds/{build_id}", project_id=project, id=build_id
-            )
-        )
+        build = client.get_build(request=cb.GetBuildRequest(name=f"{parent}/builds/{build_id}"))
         if cb.Build.Status(build.status).name in TERMINAL_BUILD:
             return build
         left = end - time.monotonic()
