@@ -266,6 +266,7 @@ def _chat_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str |
         return "", ()
     texts: list[str] = []
     images: list[Image] = []
+    issues_before = len(issues)
     for j, p in enumerate(parts):
         pp = f"{path}[{j}]"
         if not isinstance(p, dict) or p.get("type") not in ("text", "image_url"):
@@ -283,7 +284,8 @@ def _chat_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str |
         if img is not None:
             images.append(img)
     text = "\n".join(texts)
-    if not texts and not images:
+    # A content whose only parts were refused already has its issues; "empty" would mislead.
+    if not texts and not images and len(issues) == issues_before:
         issues.append(Issue("empty-content", path, "content has no text and no image"))
     return text, tuple(images)
 
@@ -395,6 +397,7 @@ def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | N
         return "", ()
     texts: list[str] = []
     images: list[Image] = []
+    issues_before = len(issues)
     for j, p in enumerate(parts):
         pp = f"{path}[{j}]"
         if not isinstance(p, dict):
@@ -437,7 +440,7 @@ def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | N
                 issues.append(Issue(e.args[0], f"{pp}.{id_key}.data", e.args[1]))
             continue
         issues.append(Issue("invalid-value", pp, f"a part needs 'text', 'file_data' or 'inline_data' (keys: {', '.join(sorted(p)) or 'none'})"))
-    if not texts and not images:
+    if not texts and not images and len(issues) == issues_before:
         issues.append(Issue("empty-content", path, "parts hold no text and no image"))
     return "\n".join(texts), tuple(images)
 
