@@ -10,6 +10,8 @@ placeholders (``PROJECT_NUMBER``, ``.../tuningJobs/<resource name>``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ PROVIDER_KEY = "__provider"
 
 @dataclass
 class Registration:
-    """One resource as the engine would receive it."""
+    """One resource as the engine would receive it (``to_json`` is the plan contract's shape;
+    ``custom`` and ``retain_on_delete`` are kept for tests and the text view)."""
 
     type: str
     name: str
@@ -42,6 +45,7 @@ class Registration:
     depends_on: list[str]
     protect: bool
     custom: bool
+    retain_on_delete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The resource object of the plan JSON contract."""
@@ -115,12 +119,19 @@ class CloudMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(mocks.MockMonitor):
-    """The mocks monitor, also recording parent, dependencies and protect of each resource."""
+    """The mocks monitor, also recording parent, dependencies and protect of each resource,
+    and every invoke (``calls``: token, args)."""
 
     def __init__(self, cloud: pulumi.runtime.Mocks) -> None:
         super().__init__(cloud)
         self.registrations: list[Registration] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
         self._names: dict[str, str] = {}
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().Invoke(request)  # also makes this thread's event loop
+        self.calls.append((request.tok, dict(rpc.deserialize_properties(request.args))))
+        return response
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
@@ -139,9 +150,38 @@ class RecordingMonitor(mocks.MockMonitor):
                 ),
                 protect=bool(request.protect),
                 custom=bool(request.custom),
+                retain_on_delete=bool(request.retainOnDelete),
             )
         )
         return response
+
+
+@contextlib.contextmanager
+def mocked(stack: str = "plan") -> Iterator[RecordingMonitor]:
+    """Pulumi's mocks, set up the official way, for one program run.
+
+    A fresh event loop, ``set_mocks(..., preview=False)`` (with preview, outputs the mocks do
+    not return stay unknown and checks inside ``apply`` never run) and, on exit,
+    ``reset_options()`` so that registrations cannot leak into the next run.
+
+    Yields:
+        The monitor recording every registration and invoke.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(CloudMocks())
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project="tunestack", stack=stack, preview=False, monitor=monitor
+    )
+    try:
+        yield monitor
+    finally:
+        pulumi.runtime.reset_options()
+        # Join the executor threads the mocks monitor ran in (each made its own event loop)
+        # before closing, so no half-collected loop is left for the garbage collector.
+        loop.run_until_complete(loop.shutdown_default_executor())
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def run_offline(spec_path: str | Path, checked: Checked, stack: str = "plan") -> Offline:
@@ -155,14 +195,8 @@ def run_offline(spec_path: str | Path, checked: Checked, stack: str = "plan") ->
     Returns:
         The plan, every registration (sorted by name) and the resolved stack outputs.
     """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(CloudMocks())
-    pulumi.runtime.set_mocks(
-        monitor.mocks, project="tunestack", stack=stack, preview=False, monitor=monitor
-    )
     result: dict[str, Any] = {}
-    try:
+    with mocked(stack) as monitor:
 
         @pulumi.runtime.test
         def program() -> pulumi.Output[Any]:
@@ -173,13 +207,6 @@ def run_offline(spec_path: str | Path, checked: Checked, stack: str = "plan") ->
             )
 
         program()
-    finally:
-        pulumi.runtime.reset_options()
-        # Join the executor threads the mocks monitor ran in (each made its own event loop)
-        # before closing, so no half-collected loop is left for the garbage collector.
-        loop.run_until_complete(loop.shutdown_default_executor())
-        asyncio.set_event_loop(None)
-        loop.close()
     resources = sorted(monitor.registrations, key=lambda r: r.name)
     return Offline(
         plan=result["plan"], resources=resources, outputs=_plain(result.get("outputs", {}))

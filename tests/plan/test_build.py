@@ -1,0 +1,154 @@
+"""The pure plan layer: spec + report -> plan, its order, estimates, and the bootstrap checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.checks import validate
+from infra.load import load_spec
+from infra.plan import build_plan, project_diagnostics
+
+ROW = {
+    "messages": [
+        {"role": "user", "content": "Hi there, how are you?"},
+        {"role": "assistant", "content": "Fine, thanks for asking."},
+    ]
+}
+
+
+def spec_file(tmp_path: Path, spec: dict[str, Any], rows: int = 4) -> Path:
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(ROW) + "\n" for _ in range(rows)))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def base(jobs: int = 3, lanes: int = 1) -> dict[str, Any]:
+    return {
+        "project": {
+            "id": "acme-plan-test",
+            "region": "us-central1",
+            "max_concurrent_tuning_jobs": lanes,
+        },
+        "buckets": [{"name": "acme-plan-data"}],
+        "datasets": [{"name": "d", "train": "train.jsonl", "bucket": "acme-plan-data"}],
+        "tuning_jobs": [
+            {
+                "name": f"job{i}",
+                "base_model": "google/gemma3@gemma-3-1b-it",
+                "tuning_mode": "FULL",
+                "epochs": 3,
+                "dataset": "d",
+                "output_uri": f"gs://acme-plan-data/runs/job{i}",
+            }
+            for i in range(jobs)
+        ],
+    }
+
+
+def plan_of(path: Path):
+    report = validate(path)
+    assert report.ok, [d.format() for d in report.diagnostics]
+    assert report.spec is not None
+    return build_plan(report.spec, report, path)
+
+
+def test_plan_is_deterministic_and_ordered(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, base())
+    first, second = plan_of(path), plan_of(path)
+    assert first == second
+    order = first.order()
+    assert set(order) == set(first.registered_names())
+    position = {n: i for i, n in enumerate(order)}
+    for dep, node in first.edges():
+        assert position[dep] < position[node], (dep, node)
+    assert (
+        order.index("job-job0-done")
+        < order.index("job-job1")
+        < order.index("job-job1-done")
+        < order.index("job-job2")
+    )
+
+
+def test_lanes_and_estimates(tmp_path: Path) -> None:
+    plan = plan_of(spec_file(tmp_path, base(jobs=5, lanes=2), rows=7))
+    assert [j.after for j in plan.jobs] == [(), (), ("job0",), ("job1",), ("job2",)]
+    job = plan.jobs[0]
+    assert job.examples == 7 and job.epochs == 3 and job.checkpoints == 3
+    assert job.tokens is not None and job.training_tokens == job.tokens * 3
+    assert plan.training_tokens == 5 * job.training_tokens
+
+
+def test_upload_names_follow_content(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, base(jobs=1))
+    one = plan_of(path).uploads[0]
+    (tmp_path / "train.jsonl").write_text(json.dumps(ROW) + "\n")
+    two = plan_of(path).uploads[0]
+    assert one.object_name != two.object_name
+    assert two.object_name == f"tunestack/datasets/d/{two.sha256[:16]}/train.jsonl"
+    assert plan_of(path).jobs[0].train_uri == two.uri
+
+
+def test_continued_training_waits_for_the_source_job(tmp_path: Path) -> None:
+    spec = base(jobs=2, lanes=5)
+    spec["tuning_jobs"][1]["custom_base_model"] = (
+        "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints/final"
+    )
+    plan = plan_of(spec_file(tmp_path, spec))
+    assert plan.jobs[1].after == ("job0",)
+    assert "job-job0-done" in plan.jobs[1].depends_on
+
+
+def test_endpoint_fit(tmp_path: Path) -> None:
+    spec = base(jobs=1)
+    spec["endpoints"] = [{"name": "e", "model": "job0", "machine_type": "g2-standard-8"}]
+    plan = plan_of(spec_file(tmp_path, spec))
+    e = plan.endpoints[0]
+    assert e.weights_gb == 2.0 and e.fits is True
+    assert e.depends_on == ("job-job0-done",)
+    assert e.model_uri == "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints/final"
+
+
+def _diagnostics(tmp_path: Path, project: dict[str, Any]) -> list:
+    spec = base(jobs=0)
+    spec["project"].update(project)
+    loaded = load_spec(spec_file(tmp_path, spec))
+    assert loaded.spec is not None
+    return project_diagnostics(loaded.spec, "spec.yaml", loaded.positions)
+
+
+def test_bootstrap_settings_need_create(tmp_path: Path) -> None:
+    found = _diagnostics(tmp_path, {"billing_account": "0A1B2C-3D4E5F-6A7B8C", "org_id": "1234"})
+    assert [(d.code, d.field) for d in found] == [
+        ("invalid-value", "project.billing_account"),
+        ("invalid-value", "project.org_id"),
+    ]
+    text = (tmp_path / "spec.yaml").read_text().splitlines()
+    assert all(text[d.line - 1].strip().startswith(d.field.split(".")[-1]) for d in found)
+    assert found[0].format().startswith(f"spec.yaml:{found[0].line}:")
+
+
+def test_bootstrap_ids_are_numeric(tmp_path: Path) -> None:
+    found = _diagnostics(
+        tmp_path,
+        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "engineering"},
+    )
+    assert [(d.code, d.field) for d in found] == [("invalid-value", "project.folder_id")]
+    ok = _diagnostics(
+        tmp_path,
+        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "folders/42"},
+    )
+    assert ok == []
+
+
+def test_created_project_is_first(tmp_path: Path) -> None:
+    spec = base(jobs=1)
+    spec["project"].update(create=True, billing_account="0A1B2C-3D4E5F-6A7B8C", org_id="42")
+    plan = plan_of(spec_file(tmp_path, spec))
+    assert plan.project.create and plan.project.org_id == "42"
+    assert plan.order()[0] == "project"
+    assert all(a.depends_on == ("project",) for a in plan.apis)
