@@ -296,7 +296,7 @@ class _Doctor:
                 "billing",
                 CANNOT_CHECK,
                 f"getBillingInfo denied: {first_line(e)}",
-                f"grant {self.who} roles/billing.viewer or roles/browser on {pid}",
+                f"grant {self.who} roles/viewer on {pid} (getBillingInfo needs resourcemanager.projects.get)",
             )
         except CALL_ERRORS as e:
             return CheckResult(
