@@ -43,7 +43,7 @@ LOCAL_IMAGE = "local/tunestack-trainer:native"
 JOB_DEADLINE_S = 6 * 3600.0
 DEPLOY_DEADLINE_S = 1800.0
 #: Fast polling: the server is on this machine.
-POLL = {"initial_delay": 0.5, "max_delay": 3.0}
+POLL: dict[str, Any] = {"initial_delay": 0.5, "max_delay": 3.0}
 SAMPLE_PROMPT = "What is a car?"
 
 
@@ -346,7 +346,9 @@ def _endpoint(
     """Adopts or deploys one endpoint and waits until it serves."""
     inputs = _deploy_inputs(plan, ep)
     status.update(f"endpoint {ep.endpoint}: deploying {ep.model_uri}")
-    endpoint, model, adopted = vertex.ensure_deployment(target, inputs, DEPLOY_DEADLINE_S, **POLL)
+    endpoint, model, adopted = vertex.ensure_deployment(
+        target, inputs, DEPLOY_DEADLINE_S, None, **POLL
+    )
     record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": model})
     if adopted:
         changes.adopted.append(f"endpoint {ep.endpoint}")

@@ -119,8 +119,10 @@ class LoadedModel:
             else self.tokenizer.eos_token_id
         )
         with torch.inference_mode():
-            out = self.model.generate(**enc, pad_token_id=pad, **kwargs)
-        text = self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            out = self.model.generate(**enc, pad_token_id=pad, **kwargs)  # type: ignore[operator]
+        text = str(
+            self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        )
         return text if inst.raw_response else f"Prompt:\n{inst.prompt}\nOutput:\n{text}"
 
 

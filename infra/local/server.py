@@ -14,6 +14,7 @@ Host/Origin allowlist against DNS rebinding, no CORS headers, a body size cap (4
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from infra.local.predict import MAX_TOKENS_CAP, InstanceError, Limiter, ModelCac
 from infra.local.state import Store, now
 
 TYPE_PREFIX = "type.googleapis.com/google.cloud.aiplatform.v1beta1."
-assert v1.Endpoint  # the import above matters for its side effect
+_V1_TYPES = v1  # imported for its side effect: v1 payload types in the descriptor pool
 DEFAULT_PORT = 8470
 DEFAULT_BODY_LIMIT = 8 * 1024 * 1024
 DEFAULT_PREDICT_CONCURRENCY = 2
@@ -279,9 +280,8 @@ class LocalApi:
         for method, rx, handler in self.routes:
             m = rx.fullmatch(rest)
             if m and method == request.method:
-                result = await anyio.to_thread.run_sync(
-                    lambda m=m, h=handler: h(m, dict(request.query_params), body)
-                )
+                call = functools.partial(handler, m, dict(request.query_params), body)
+                result = await anyio.to_thread.run_sync(call)
                 return JSONResponse(_render(result, ints, version))
         raise ApiError(
             501,
@@ -652,11 +652,11 @@ class LocalApi:
                         f"Model {resource['name']} is deployed to {entry['resource']['name']}: undeploy it first",
                         "FAILED_PRECONDITION",
                     )
-            entry = self.store.get("models", m["id"])
+            model = self.store.get("models", m["id"])
             self.store.delete("models", m["id"])
-        if entry is not None:
-            self.models.drop(Path(entry["internal"]["localDir"]))
-            shutil.rmtree(entry["internal"]["localDir"], ignore_errors=True)
+        if model is not None:
+            self.models.drop(Path(model["internal"]["localDir"]))
+            shutil.rmtree(model["internal"]["localDir"], ignore_errors=True)
         parent = resource["name"].rsplit("/models/", 1)[0]
         return self._done_op(
             parent,
@@ -873,20 +873,34 @@ def _compile_filter(text: str) -> Callable[[dict[str, Any]], bool]:
         m = re.fullmatch(r'labels\.([\w-]+)\s*(=|:)\s*"?([^"]*)"?', clause)
         if m:
             key, op, value = m.groups()
-            if op == ":" and value == "*":
-                tests.append(lambda r, k=key: k in r.get("labels", {}))
-            else:
-                tests.append(lambda r, k=key, v=value: r.get("labels", {}).get(k) == v)
+            tests.append(_label_test(key, None if op == ":" and value == "*" else value))
             continue
         m = re.fullmatch(r'(state|display_name|displayName)\s*=\s*"?([^"]*)"?', clause)
         if m:
             attr = {"state": "state", "display_name": "displayName", "displayName": "displayName"}[
                 m[1]
             ]
-            tests.append(lambda r, a=attr, v=m[2]: r.get(a) == v)
+            tests.append(_field_test(attr, m[2]))
             continue
         raise ApiError(
             400,
             f'Unsupported filter {clause!r}: the local API filters on labels.KEY="VALUE", labels.KEY:*, state and display_name',
         )
     return lambda r: all(t(r) for t in tests)
+
+
+def _label_test(key: str, value: str | None) -> Callable[[dict[str, Any]], bool]:
+    """``labels.KEY="VALUE"`` (or ``labels.KEY:*`` when value is None)."""
+
+    def test(resource: dict[str, Any]) -> bool:
+        labels = resource.get("labels", {})
+        return key in labels if value is None else labels.get(key) == value
+
+    return test
+
+
+def _field_test(attr: str, value: str) -> Callable[[dict[str, Any]], bool]:
+    def test(resource: dict[str, Any]) -> bool:
+        return bool(resource.get(attr) == value)
+
+    return test
