@@ -80,12 +80,13 @@ class Endpoints:
     storage: str = "https://storage.googleapis.com"
     quotas: str = "https://cloudquotas.googleapis.com"
     aiplatform: str = "https://{region}-aiplatform.googleapis.com"
+    oauth2: str = "https://oauth2.googleapis.com"
 
     @classmethod
     def single(cls, base_url: str) -> Endpoints:
         """Every API at one base URL."""
         url = base_url.rstrip("/")
-        return cls(url, url, url, url, url, url)
+        return cls(url, url, url, url, url, url, url)
 
     @classmethod
     def from_env(cls) -> Endpoints:
@@ -110,13 +111,13 @@ def run_cloud_checks(
     """
     endpoints = endpoints or Endpoints.from_env()
     yield region_check(spec)
-    creds_result, creds = _credentials_check(credentials)
+    creds_result, creds, who = _credentials_check(credentials, endpoints)
     yield creds_result
     names = _later_checks(spec)
     if creds is None:
         yield from blocked(names, "no usable credentials")
         return
-    doctor = _Doctor(spec, creds, endpoints)
+    doctor = _Doctor(spec, creds, endpoints, who)
     project_result, number = doctor.project()
     yield project_result
     if number is None:
@@ -150,18 +151,26 @@ def region_check(spec: Spec) -> CheckResult:
     )
 
 
-def principal(creds: Credentials) -> str:
-    """Whose credentials these are, as an IAM member when the credentials say so."""
-    email = getattr(creds, "service_account_email", None)
-    if email and email != "default":
-        return f"serviceAccount:{email}"
-    account = getattr(creds, "account", None)
+def principal(creds: Credentials, email: str | None = None) -> str:
+    """Whose credentials these are, as an IAM member when known.
+
+    Args:
+        creds: The credentials.
+        email: The token's email from tokeninfo, used when the credentials do not name one.
+    """
+    sa_email = getattr(creds, "service_account_email", None)
+    if sa_email and sa_email != "default":
+        return f"serviceAccount:{sa_email}"
+    account = getattr(creds, "account", None) or email
     if account:
-        return f"user:{account}"
+        kind = "serviceAccount" if account.endswith(".gserviceaccount.com") else "user"
+        return f"{kind}:{account}"
     return f"{type(creds).__module__}.{type(creds).__name__} (no account recorded)"
 
 
-def _credentials_check(given: Credentials | None) -> tuple[CheckResult, Credentials | None]:
+def _credentials_check(
+    given: Credentials | None, endpoints: Endpoints
+) -> tuple[CheckResult, Credentials | None, str]:
     fix_login = (
         "run `gcloud auth application-default login`, or point GOOGLE_APPLICATION_CREDENTIALS "
         "at a service account key, or run where a metadata server or workload identity is set up"
@@ -169,22 +178,47 @@ def _credentials_check(given: Credentials | None) -> tuple[CheckResult, Credenti
     try:
         creds = given if given is not None else google.auth.default(scopes=SCOPES)[0]
     except auth_exc.DefaultCredentialsError as e:
-        return CheckResult(
-            "credentials", FAIL, f"no Application Default Credentials ({first_line(e)})", fix_login
-        ), None
+        return (
+            CheckResult(
+                "credentials",
+                FAIL,
+                f"no Application Default Credentials ({first_line(e)})",
+                fix_login,
+            ),
+            None,
+            "",
+        )
     if not creds.valid:
         try:
             creds.refresh(Request())
         except (auth_exc.GoogleAuthError, requests.RequestException, OSError) as e:
-            return CheckResult(
-                "credentials",
-                FAIL,
-                f"found, but no token could be obtained ({first_line(e)})",
-                fix_login,
-            ), None
-    return CheckResult(
-        "credentials", PASS, f"Application Default Credentials of {principal(creds)}"
-    ), creds
+            return (
+                CheckResult(
+                    "credentials",
+                    FAIL,
+                    f"found, but no token could be obtained ({first_line(e)})",
+                    fix_login,
+                ),
+                None,
+                "",
+            )
+    who = principal(creds)
+    if who.endswith("(no account recorded)"):
+        who = principal(creds, _token_email(creds, endpoints))
+    return CheckResult("credentials", PASS, f"Application Default Credentials of {who}"), creds, who
+
+
+def _token_email(creds: Credentials, endpoints: Endpoints) -> str | None:
+    # gcloud's user ADC file often leaves "account" empty; the token itself knows its email
+    # (ADC user tokens carry the userinfo.email scope). Best effort: None on any failure.
+    try:
+        resp = requests.get(
+            f"{endpoints.oauth2}/tokeninfo", params={"access_token": creds.token}, timeout=10
+        )
+        email = resp.json().get("email") if resp.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    return email if isinstance(email, str) and email else None
 
 
 def _later_checks(spec: Spec) -> list[str]:
@@ -205,12 +239,12 @@ def _opts(endpoint: str) -> ClientOptions:
 class _Doctor:
     """The live checks of one spec; holds the credentials and builds each client once."""
 
-    def __init__(self, spec: Spec, creds: Credentials, endpoints: Endpoints) -> None:
+    def __init__(self, spec: Spec, creds: Credentials, endpoints: Endpoints, who: str) -> None:
         self.spec = spec
         self.project_id = spec.project.id
         self.creds = creds
         self.endpoints = endpoints
-        self.who = principal(creds)
+        self.who = who
         self._projects: resourcemanager_v3.ProjectsClient | None = None
 
     # -- clients (REST transport: works with any HTTP endpoint, needs no gRPC egress) --------

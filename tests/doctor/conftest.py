@@ -73,6 +73,7 @@ class World:
         default_factory=dict
     )  # region -> [(base model, state)]
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    token_email: str = "ana@example.com"
     open_storage: bool = False  # True: /storage/ needs no token, like the local emulator
 
 
@@ -97,7 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.world.requests.append(
             (method, url.path, {k.lower(): v for k, v in self.headers.items()})
         )
-        anonymous_ok = self.world.open_storage and url.path.startswith("/storage/")
+        anonymous_ok = url.path == "/tokeninfo" or (
+            self.world.open_storage and url.path.startswith("/storage/")
+        )
         if not anonymous_ok and self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._error(
                 401, "UNAUTHENTICATED", "Request had invalid authentication credentials."
@@ -314,7 +317,27 @@ def _bucket_resource(w: World, name: str) -> dict[str, Any]:
     }
 
 
+def _tokeninfo(
+    h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
+) -> None:
+    if q.get("access_token") != [TOKEN]:
+        return h._json({"error": "invalid_token", "error_description": "Invalid Value"}, 400)
+    h._json(
+        {
+            "azp": "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com",
+            "aud": "764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com",
+            "sub": "112233445566778899",
+            "scope": "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/cloud-platform",
+            "exp": "1796000000",
+            "expires_in": "3599",
+            "email": w.token_email,
+            "email_verified": "true",
+        }
+    )
+
+
 _ROUTES = [
+    (r"/tokeninfo", ("GET", _tokeninfo)),
     (r"/storage/v1/b", ("GET", _bucket_list)),
     (r"/storage/v1/b/(?P<b>[^/]+)", ("GET", _bucket)),
     (r"/v3/projects/(?P<p>[^/:]+)", ("GET", _project)),

@@ -109,6 +109,20 @@ def test_adc_identity_is_reported(fake_google, world, monkeypatch):
     assert "user:ana@example.com" in results["credentials"].detail
 
 
+def test_identity_comes_from_tokeninfo_when_adc_does_not_record_it(fake_google, creds, world):
+    world.token_email = "deployer@tuned-proj-1.iam.gserviceaccount.com"
+    results = check(make_spec(), fake_google, creds)
+    assert results["credentials"].detail.endswith(
+        "of serviceAccount:deployer@tuned-proj-1.iam.gserviceaccount.com"
+    )
+    world.buckets["tuned-data"] = set()
+    results = check(make_spec(), fake_google, creds)
+    assert (
+        "--member=serviceAccount:deployer@tuned-proj-1.iam.gserviceaccount.com"
+        in results["bucket:tuned-data"].fix
+    )
+
+
 def test_credentials_without_a_token_fail(fake_google, world):
     expired = google.oauth2.credentials.Credentials(token=None)  # nothing to refresh with
     results = check(make_spec(), fake_google, expired)
