@@ -60,6 +60,9 @@ ACTIVE_JOB_STATES = frozenset(
     }
 )
 
+#: Cloud Quotas' value for a quota without a limit.
+UNLIMITED = -1
+
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 TIMEOUT_S = 30.0
 
@@ -121,7 +124,8 @@ def run_cloud_checks(
     project_result, number = doctor.project()
     yield project_result
     if number is None:
-        yield from blocked(names[1:], f"project {spec.project.id} is not reachable")
+        why = "does not exist yet" if project_result.status == PASS else "is not reachable"
+        yield from blocked(names[1:], f"project {spec.project.id} {why}")
         return
     # Cloud Quotas and Service Usage refuse user credentials without a quota project; the spec's
     # project is the natural one, and it exists by now.
@@ -131,9 +135,9 @@ def run_cloud_checks(
     yield from doctor.agents(number)
     for bucket in spec.buckets:
         yield doctor.bucket(bucket)
-    quota_result, quota = doctor.quota()
+    quota_result, limit = doctor.quota()
     yield quota_result
-    yield doctor.running_jobs(quota)
+    yield doctor.running_jobs(limit)
 
 
 def region_check(spec: Spec) -> CheckResult:
@@ -330,7 +334,12 @@ class _Doctor:
                 "billing",
                 CANNOT_CHECK,
                 f"getBillingInfo denied: {first_line(e)}",
-                f"grant {self.who} roles/viewer on {pid} (getBillingInfo needs resourcemanager.projects.get)",
+                _denied_fix(
+                    e,
+                    "cloudbilling.googleapis.com",
+                    pid,
+                    f"grant {self.who} roles/viewer on {pid} (getBillingInfo needs resourcemanager.projects.get)",
+                ),
             )
         except CALL_ERRORS as e:
             return CheckResult(
@@ -373,7 +382,12 @@ class _Doctor:
                     name,
                     CANNOT_CHECK,
                     f"services.get denied: {first_line(e)}",
-                    f"grant {self.who} roles/serviceusage.serviceUsageViewer on {self.project_id}",
+                    _denied_fix(
+                        e,
+                        "serviceusage.googleapis.com",
+                        self.project_id,
+                        f"grant {self.who} roles/serviceusage.serviceUsageViewer on {self.project_id}",
+                    ),
                 )
                 continue
             except CALL_ERRORS as e:
@@ -508,7 +522,12 @@ class _Doctor:
                 "tuning-quota",
                 CANNOT_CHECK,
                 f"quotaInfos.list denied: {first_line(e)}",
-                f"enable cloudquotas.googleapis.com on {self.project_id} and grant {self.who} roles/cloudquotas.viewer",
+                _denied_fix(
+                    e,
+                    "cloudquotas.googleapis.com",
+                    self.project_id,
+                    f"grant {self.who} roles/cloudquotas.viewer on {self.project_id}",
+                ),
             ), None
         except CALL_ERRORS as e:
             return CheckResult(
@@ -522,6 +541,8 @@ class _Doctor:
                 f"no quota named {TUNING_QUOTA_DISPLAY_NAME!r} among aiplatform.googleapis.com's quotas",
                 "look it up in the console (IAM & Admin > Quotas); project.max_concurrent_tuning_jobs is used as the limit",
             ), None
+        if value == UNLIMITED:
+            return CheckResult("tuning-quota", PASS, "unlimited concurrent tuning jobs"), value
         if value < want:
             return CheckResult(
                 "tuning-quota",
@@ -534,7 +555,12 @@ class _Doctor:
         ), value
 
     def running_jobs(self, quota: int | None) -> CheckResult:
-        """GenAiTuningService ``tuningJobs.list`` in every tuning region (the quota is global)."""
+        """GenAiTuningService ``tuningJobs.list`` in every tuning region (the quota is global).
+
+        Args:
+            quota: The quota from :meth:`quota`, :data:`UNLIMITED`, or None when unknown (then
+                ``project.max_concurrent_tuning_jobs`` stands in for it).
+        """
         limit = quota if quota is not None else self.spec.project.max_concurrent_tuning_jobs
         source = (
             "quota" if quota is not None else "project.max_concurrent_tuning_jobs, quota unknown"
@@ -557,7 +583,12 @@ class _Doctor:
                     "running-tuning-jobs",
                     CANNOT_CHECK,
                     f"tuningJobs.list in {region} denied: {first_line(e)}",
-                    f"grant {self.who} roles/aiplatform.viewer on {self.project_id}",
+                    _denied_fix(
+                        e,
+                        "aiplatform.googleapis.com",
+                        self.project_id,
+                        f"grant {self.who} roles/aiplatform.viewer on {self.project_id}",
+                    ),
                 )
             except CALL_ERRORS as e:
                 return CheckResult(
@@ -568,10 +599,11 @@ class _Doctor:
                 )
             active += [j.name for j in jobs if _holds_slot(j)]
         managed = [j.name for j in self.spec.tuning_jobs if j.engine == "managed"]
-        detail = f"{len(active)} open-model tuning job(s) active of {limit} allowed ({source})"
+        allowed = "unlimited" if limit == UNLIMITED else str(limit)
+        detail = f"{len(active)} open-model tuning job(s) active of {allowed} allowed ({source})"
         if active:
             detail += ": " + ", ".join(sorted(active))
-        if managed and len(active) >= limit:
+        if managed and limit != UNLIMITED and len(active) >= limit:
             return CheckResult(
                 "running-tuning-jobs",
                 FAIL,
@@ -587,9 +619,21 @@ def _quota_value(infos: list[Any]) -> int | None:
     for info in infos:
         if info.quota_display_name.casefold() != wanted:
             continue
-        values = [int(d.details.value) for d in info.dimensions_infos if d.details.value >= 0]
-        return min(values) if values else None
+        values = [int(d.details.value) for d in info.dimensions_infos]
+        if not values:
+            return None
+        # Cloud Quotas writes -1 for "unlimited"; the most restrictive dimension wins.
+        limited = [v for v in values if v != UNLIMITED]
+        return min(limited) if limited else UNLIMITED
     return None
+
+
+def _denied_fix(e: Exception, api: str, project: str, grant: str) -> str:
+    # A 403 means either "API off" or "no permission"; Google says which in the message.
+    text = str(e).lower()
+    if "has not been used" in text or "is disabled" in text or "service_disabled" in text:
+        return f"`gcloud services enable {api} --project={project}`"
+    return grant
 
 
 def _holds_slot(job: Any) -> bool:

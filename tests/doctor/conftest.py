@@ -69,6 +69,7 @@ class World:
     )
     quota: int | None = 2  # None: no such quota listed
     quotas_status: int = 200
+    jobs_status: int = 200
     jobs: dict[str, list[tuple[str, str]]] = field(
         default_factory=dict
     )  # region -> [(base model, state)]
@@ -268,6 +269,13 @@ def _quota_infos(
 def _tuning_jobs(
     h: _Handler, w: World, m: re.Match[str], q: dict[str, list[str]], ints: bool
 ) -> None:
+    if w.jobs_status == 403:
+        return h._error(
+            403,
+            "PERMISSION_DENIED",
+            f"Permission 'aiplatform.tuningJobs.list' denied on resource "
+            f"'//aiplatform.googleapis.com/projects/{m['p']}/locations/{m['r']}' (or it may not exist).",
+        )
     jobs = [
         {
             "name": f"projects/{w.number}/locations/{m['r']}/tuningJobs/{1000 + i}",

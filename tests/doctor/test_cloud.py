@@ -141,6 +141,7 @@ def test_missing_project_fails_and_blocks_the_rest(fake_google, creds, world, st
     assert "create: true" in results["project"].fix
     later = [n for n in results if n not in ("region", "credentials", "project")]
     assert later and all(results[n].status == CANNOT_CHECK for n in later)
+    assert "project tuned-proj-1 is not reachable" in results["billing"].detail
 
 
 def test_missing_project_is_fine_when_the_spec_creates_it(fake_google, creds, world):
@@ -150,6 +151,7 @@ def test_missing_project_is_fine_when_the_spec_creates_it(fake_google, creds, wo
     assert results["project"].status == PASS
     assert "creates it" in results["project"].detail
     assert results["billing"].status == CANNOT_CHECK
+    assert "does not exist yet" in results["billing"].detail
     assert exit_code(list(results.values())) == 0
 
 
@@ -313,8 +315,31 @@ def test_cloud_quotas_denied_is_cannot_check_not_failure(fake_google, creds, wor
     world.quotas_status = 403
     results = check(make_spec(), fake_google, creds)
     assert results["tuning-quota"].status == CANNOT_CHECK
-    assert "cloudquotas.googleapis.com" in results["tuning-quota"].fix
+    # The fake answers like Google does for an API that is off: enable it.
+    assert (
+        results["tuning-quota"].fix
+        == "`gcloud services enable cloudquotas.googleapis.com --project=tuned-proj-1`"
+    )
     assert exit_code(list(results.values())) == 0
+
+
+def test_unlimited_quota_never_blocks(fake_google, creds, world):
+    world.quota = -1
+    world.jobs = {"us-central1": [("qwen/qwen3@qwen3-8b", "JOB_STATE_RUNNING")] * 3}
+    results = check(make_spec({"max_concurrent_tuning_jobs": 2}), fake_google, creds)
+    assert results["tuning-quota"].status == PASS
+    assert results["running-tuning-jobs"].status == PASS
+    assert (
+        "3 open-model tuning job(s) active of unlimited allowed"
+        in results["running-tuning-jobs"].detail
+    )
+
+
+def test_denied_listing_jobs_names_the_role(fake_google, creds, world):
+    world.jobs_status = 403
+    results = check(make_spec(), fake_google, creds)
+    assert results["running-tuning-jobs"].status == CANNOT_CHECK
+    assert "roles/aiplatform.viewer" in results["running-tuning-jobs"].fix
 
 
 def test_unreachable_endpoint_is_cannot_check_not_a_crash(creds):
