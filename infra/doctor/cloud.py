@@ -2,7 +2,8 @@
 
 Every call goes through Google's own client libraries over REST, each pointed at an endpoint
 from :class:`Endpoints` so that a test (or a private API gateway) can stand in for Google.
-Nothing here writes: the only calls are gets, lists and ``testIamPermissions``.
+Nothing here writes: the only calls are gets, lists, ``getIamPolicy``, ``testIamPermissions``
+and OAuth2 ``tokeninfo`` (to name the caller).
 """
 
 from __future__ import annotations
