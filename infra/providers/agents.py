@@ -180,7 +180,10 @@ class ServiceAgentsProvider(TunestackProvider):
     )  # fmt: skip
 
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
-        unknown = set(news.get("required") or []) - set(catalog.SERVICE_AGENT_DOMAINS)
+        required = news.get("required")
+        if not isinstance(required, list):
+            return []
+        unknown = {d for d in required if isinstance(d, str)} - set(catalog.SERVICE_AGENT_DOMAINS)
         if unknown:
             return [("required", f"unknown agents {sorted(unknown)}")]
         return []

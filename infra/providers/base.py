@@ -11,11 +11,18 @@ import os
 from typing import Any, ClassVar
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.output import Unknown
 
 from infra.providers.vertex import Target
 
-#: Placeholder the engine sends for values not known yet (preview).
+#: Placeholder the engine sends for values not known yet (preview). The host turns it into a
+#: ``pulumi.output.Unknown`` in check and diff.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def known(value: Any) -> bool:
+    """Whether a (preview) input value is set and known."""
+    return value is not None and not isinstance(value, Unknown) and value != UNKNOWN
 
 
 def poll_settings() -> dict[str, float]:

@@ -15,7 +15,7 @@ from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
 from infra.providers import vertex
-from infra.providers.base import UNKNOWN, TunestackProvider, inputs_of, poll_settings, target_of
+from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
 
 #: Default deadline of a deployment, as the SDK's (2 hours).
 DEFAULT_DEPLOY_DEADLINE = 7200.0
@@ -47,28 +47,29 @@ class ModelDeploymentProvider(TunestackProvider):
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
         failures = []
         uri = news.get("gcs_uri")
-        if uri not in (None, UNKNOWN) and not str(uri).startswith("gs://"):
+        if known(uri) and not str(uri).startswith("gs://"):
             failures.append(("gcs_uri", "gcs_uri must be a gs:// URI of Hugging Face weights"))
         mt, at, ac = (
             news.get(k) for k in ("machine_type", "accelerator_type", "accelerator_count")
         )
-        if UNKNOWN not in (mt, at, ac) and mt in catalog.MACHINES:
+        if known(mt) and mt in catalog.MACHINES:
             machine = catalog.MACHINES[mt]
-            if at not in (None, machine.accelerator_type):
+            if known(at) and at != machine.accelerator_type:
                 failures.append(("accelerator_type", f"{mt} carries {machine.accelerator_type}"))
-            if ac is not None and int(ac) != machine.accelerator_count:
+            if known(ac) and int(ac) != machine.accelerator_count:
                 failures.append(
                     ("accelerator_count", f"{mt} has {machine.accelerator_count} accelerator(s)")
                 )
         lo, hi = news.get("min_replicas"), news.get("max_replicas")
-        if UNKNOWN not in (lo, hi) and lo is not None and hi is not None and int(hi) < int(lo):
+        if known(lo) and known(hi) and int(hi) < int(lo):
             failures.append(("max_replicas", "max_replicas must be >= min_replicas"))
         return failures
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]):  # type: ignore[override]
         # Defaults filled here so diff and the key see one normal form.
         news = dict(news)
-        machine = catalog.MACHINES.get(news.get("machine_type") or "")
+        machine_type = news.get("machine_type")
+        machine = catalog.MACHINES.get(machine_type) if isinstance(machine_type, str) else None
         news.setdefault("accelerator_type", None)
         news.setdefault("accelerator_count", None)
         if news.get("accelerator_type") is None and machine:

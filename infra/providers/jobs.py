@@ -17,7 +17,7 @@ from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
 from infra.providers import vertex
-from infra.providers.base import UNKNOWN, TunestackProvider, inputs_of, poll_settings, target_of
+from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
 
 #: Inputs that define what a tuning job computes: any change makes a new job.
 TRAINING_INPUTS = (
@@ -113,7 +113,7 @@ class CustomTrainingJobProvider(TuningJobProvider):
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
         failures = validate_training(news)
         replicas = news.get("replicas")
-        if replicas not in (None, UNKNOWN) and int(replicas) < 1:
+        if known(replicas) and int(replicas) < 1:
             failures.append(("replicas", "replicas must be at least 1"))
         return failures
 
@@ -177,16 +177,16 @@ def validate_training(news: dict[str, Any]) -> list[tuple[str, str]]:
     """Input checks shared by both engines (unknown preview values are skipped)."""
     failures = []
     mode = news.get("tuning_mode")
-    if mode not in (None, UNKNOWN) and mode not in catalog.TUNING_MODES:
+    if known(mode) and mode not in catalog.TUNING_MODES:
         failures.append(("tuning_mode", f"tuning_mode must be one of {catalog.TUNING_MODES}"))
     if news.get("learning_rate") is not None and news.get("learning_rate_multiplier") is not None:
         failures.append(
             ("learning_rate", "learning_rate and learning_rate_multiplier are mutually exclusive")
         )
     size = news.get("adapter_size")
-    if size not in (None, UNKNOWN) and int(size) not in catalog.ADAPTER_SIZES:
+    if known(size) and int(size) not in catalog.ADAPTER_SIZES:
         failures.append(("adapter_size", f"adapter_size must be one of {catalog.ADAPTER_SIZES}"))
     epochs = news.get("epochs")
-    if epochs not in (None, UNKNOWN) and int(epochs) < 1:
+    if known(epochs) and int(epochs) < 1:
         failures.append(("epochs", "epochs must be at least 1"))
     return failures

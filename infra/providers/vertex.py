@@ -364,9 +364,8 @@ def trainer_args(inputs: Mapping[str, Any]) -> list[str]:
         "--tuning-mode", inputs["tuning_mode"],
         "--epochs", str(int(inputs.get("epochs") or 1)),
     ]  # fmt: skip
-    if inputs.get("custom_base_model"):
-        # The architecture still comes from the catalog id (sequence limits, templates).
-        args += ["--base-model-id", inputs["base_model"]]
+    # The catalog id names the architecture (sequence limits, templates) even for custom weights.
+    args += ["--base-model-id", inputs["base_model"]]
     if inputs.get("validation_dataset_uri"):
         args += ["--validation-data", inputs["validation_dataset_uri"]]
     if inputs.get("learning_rate") is not None:
@@ -381,9 +380,10 @@ def trainer_args(inputs: Mapping[str, Any]) -> list[str]:
 def build_custom_job(inputs: Mapping[str, Any], key: str) -> aip.CustomJob:
     """The ``CustomJob`` running our trainer image (pure).
 
-    One replica runs ``python -m trainer ARGS``. With ``replicas`` > 1, pool 0 is the chief and
-    pool 1 the other workers; every replica runs ``torchrun`` with the rendezvous Vertex
-    provides (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE`` = nodes, ``RANK`` = node rank).
+    No ``command``: the image's entrypoint (``python -m trainer.launch``) starts ``torchrun``
+    with one process per GPU and, on several replicas, reads Vertex's ``CLUSTER_SPEC`` for the
+    node count, this node's rank and the primary's address. With ``replicas`` > 1, worker pool
+    0 is the primary (one replica) and pool 1 the other ``replicas - 1`` workers.
 
     Args:
         inputs: The tuning inputs plus ``image_uri``, ``replicas``, ``machine_type``.
@@ -391,25 +391,12 @@ def build_custom_job(inputs: Mapping[str, Any], key: str) -> aip.CustomJob:
     """
     replicas = int(inputs.get("replicas") or 1)
     machine_type = inputs.get("machine_type") or DEFAULT_CUSTOM_MACHINE
-    accel, gpus = _GPUS_BY_MACHINE.get(machine_type, (None, 1))
+    accel, gpus = _GPUS_BY_MACHINE.get(machine_type, (None, 0))
     machine = aip.MachineSpec(machine_type=machine_type)
     if accel:
         machine.accelerator_type = accel
         machine.accelerator_count = gpus
-    args = trainer_args(inputs)
-    if replicas == 1:
-        container = aip.ContainerSpec(
-            image_uri=inputs["image_uri"], command=["python", "-m", "trainer"], args=args
-        )
-    else:
-        launch = (
-            f"torchrun --nnodes={replicas} --nproc_per_node={gpus} "
-            '--node_rank="$RANK" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" '
-            '-m trainer "$@"'
-        )
-        container = aip.ContainerSpec(
-            image_uri=inputs["image_uri"], command=["sh", "-c", launch, "trainer"], args=args
-        )
+    container = aip.ContainerSpec(image_uri=inputs["image_uri"], args=trainer_args(inputs))
     pools = [aip.WorkerPoolSpec(container_spec=container, machine_spec=machine, replica_count=1)]
     if replicas > 1:
         pools.append(

@@ -26,7 +26,8 @@ def test_single_replica_runs_the_trainer_with_the_jobs_arguments(vertex, make_ho
     job: aip.CustomJob = fake.jobs[id_].message
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.replica_count == 1 and pool.container_spec.image_uri == IMAGE
-    assert list(pool.container_spec.command) == ["python", "-m", "trainer"]
+    # The image's entrypoint (trainer.launch) starts torchrun; we only pass trainer flags.
+    assert list(pool.container_spec.command) == []
     args = list(pool.container_spec.args)
     assert args[args.index("--train-data") + 1] == "gs://data/train.jsonl"
     assert args[args.index("--output-dir") + 1] == "gs://out/job1"
@@ -38,16 +39,17 @@ def test_single_replica_runs_the_trainer_with_the_jobs_arguments(vertex, make_ho
     assert again["adopted"] is True and len(fake.jobs) == 1
 
 
-def test_multi_replica_uses_torchrun_across_two_worker_pools(vertex, make_host):
+def test_multi_replica_is_a_primary_pool_and_a_worker_pool_of_the_same_container(vertex, make_host):
+    """Vertex then sets CLUSTER_SPEC (workerpool0 = primary, workerpool1 = workers), which the
+    image's entrypoint turns into torchrun --nnodes/--node_rank/--master_addr."""
     fake, url = vertex
     host = make_host(CustomTrainingJobProvider())
     id_, _ = host.create(custom_inputs(url, replicas=3, machine_type="a3-highgpu-8g"))
     chief, workers = fake.jobs[id_].message.job_spec.worker_pool_specs
     assert chief.replica_count == 1 and workers.replica_count == 2
-    launch = chief.container_spec.command[2]
-    assert launch.startswith("torchrun --nnodes=3 --nproc_per_node=8")
-    assert '--node_rank="$RANK"' in launch and '--master_addr="$MASTER_ADDR"' in launch
     assert chief.container_spec == workers.container_spec
+    assert chief.machine_spec == workers.machine_spec
+    assert chief.machine_spec.accelerator_type == aip.AcceleratorType.NVIDIA_H100_80GB
     assert chief.machine_spec.accelerator_count == 8
 
 
@@ -98,3 +100,22 @@ def test_crash_after_submit_adopts_the_custom_job(vertex, make_host):
         host.create(custom_inputs(url))
     _, outs = make_host(CustomTrainingJobProvider(), fresh=True).create(custom_inputs(url))
     assert outs["adopted"] is True and len(fake.jobs_with_key(outs["key"])) == 1
+
+
+def test_our_pools_drive_the_images_torchrun_launcher(vertex, make_host):
+    """The CLUSTER_SPEC Vertex derives from our pools makes the entrypoint start 3 nodes."""
+    import json
+
+    from trainer.launch import torchrun_argv
+
+    fake, url = vertex
+    id_, _ = make_host(CustomTrainingJobProvider()).create(custom_inputs(url, replicas=3))
+    chief, workers = fake.jobs[id_].message.job_spec.worker_pool_specs
+    cluster = {
+        "workerpool0": ["primary:2222"] * chief.replica_count,
+        "workerpool1": [f"w{i}:2222" for i in range(workers.replica_count)],
+    }
+    spec = {"cluster": cluster, "task": {"type": "workerpool1", "index": 1}}
+    argv = torchrun_argv({"CLUSTER_SPEC": json.dumps(spec)}, 1, list(workers.container_spec.args))
+    assert "--nnodes=3" in argv and "--node_rank=2" in argv and "--master_addr=primary" in argv
+    assert argv[-len(workers.container_spec.args) :] == list(workers.container_spec.args)
