@@ -8,7 +8,11 @@ from infra import catalog
 def test_fourteen_models_with_exact_ids() -> None:
     assert len(catalog.MODELS) == 14
     # Note the ids: llama3_1 with an underscore, llama3-2 and llama3-3 with hyphens.
-    for mid in ("meta/llama3_1@llama-3.1-8b-instruct", "meta/llama3-2@llama-3.2-1b-instruct", "meta/llama3-3@llama-3.3-70b-instruct"):
+    for mid in (
+        "meta/llama3_1@llama-3.1-8b-instruct",
+        "meta/llama3-2@llama-3.2-1b-instruct",
+        "meta/llama3-3@llama-3.3-70b-instruct",
+    ):
         assert catalog.model(mid) is not None
     assert catalog.model("meta/llama3-1@llama-3.1-8b-instruct") is None
 
@@ -16,7 +20,11 @@ def test_fourteen_models_with_exact_ids() -> None:
 def test_modes_limits_and_modalities() -> None:
     scout = catalog.model("meta/llama4@llama-4-scout-17b-16e-instruct")
     assert scout is not None
-    assert scout.tuning_modes == (catalog.PEFT_ADAPTER,) and scout.max_seq_length == 2048 and scout.supports_images
+    assert (
+        scout.tuning_modes == (catalog.PEFT_ADAPTER,)
+        and scout.max_seq_length == 2048
+        and scout.supports_images
+    )
     assert scout.id in catalog.DROPS_TEXT_WHEN_IMAGES
     full_only = {m.id for m in catalog.MODELS.values() if m.tuning_modes == (catalog.FULL,)}
     assert "google/gemma3@gemma-3-1b-it" in full_only and "qwen/qwen3@qwen3-4b" in full_only
@@ -25,7 +33,13 @@ def test_modes_limits_and_modalities() -> None:
 
 
 def test_regions_machines_and_limits() -> None:
-    assert catalog.TUNING_REGIONS == ("us-central1", "europe-west4", "us-west1", "us-east5", "asia-southeast1")
+    assert catalog.TUNING_REGIONS == (
+        "us-central1",
+        "europe-west4",
+        "us-west1",
+        "us-east5",
+        "asia-southeast1",
+    )
     counts = {m.name: m.accelerator_count for m in catalog.MACHINES.values()}
     assert counts["g2-standard-12"] == 1 and counts["g2-standard-24"] == 2
     assert counts["g2-standard-48"] == 4 and counts["g2-standard-96"] == 8
@@ -37,4 +51,7 @@ def test_checkpoints_weights_and_agents() -> None:
     assert [catalog.checkpoints_kept(e) for e in (1, 3, 10, 25)] == [1, 3, 10, 10]
     m = catalog.model("meta/llama3_1@llama-3.1-8b")
     assert m is not None and round(m.bf16_weights_gb, 2) == 16.06
-    assert catalog.service_agent("42", "gcp-sa-aiplatform") == "serviceAccount:service-42@gcp-sa-aiplatform.iam.gserviceaccount.com"
+    assert (
+        catalog.service_agent("42", "gcp-sa-aiplatform")
+        == "serviceAccount:service-42@gcp-sa-aiplatform.iam.gserviceaccount.com"
+    )

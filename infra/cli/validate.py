@@ -103,7 +103,7 @@ def render_text(reports: list[Report]) -> str:
             kind = "exact" if j.tokens_exact else "estimated"
             fmts = ", ".join(j.formats) or "no data checked"
             lines.append(
-                f"  job {j.name}: {j.examples:,} examples ({fmts}), {j.tokens:,} tokens ({kind}) x {j.epochs} epochs = {j.training_tokens:,} training tokens, {_plural(j.checkpoints, 'checkpoint')} kept"
+                f"  job {j.name}: {j.examples:,} examples ({fmts}), {j.tokens:,} tokens ({kind}) x {_plural(j.epochs, 'epoch')} = {j.training_tokens:,} training tokens, {_plural(j.checkpoints, 'checkpoint')} kept"
             )
     return "\n".join(lines) + "\n"
 

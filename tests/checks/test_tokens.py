@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from trainer.formats import parse_example
+from trainer.tiny import build_tiny_tokenizer
 
 from infra.checks import validate
 from infra.checks.tokens import TokenizerUnavailable, count_tokens, estimate_tokens, load_tokenizer
-from trainer.formats import parse_example
-from trainer.tiny import build_tiny_tokenizer
 
 SPEC = """\
 project: {{id: acme-ml-dev, region: us-central1}}
@@ -43,13 +43,16 @@ def test_estimate() -> None:
 
 def test_count_applies_the_chat_template(tokenizer_dir: Path) -> None:
     tok = load_tokenizer(str(tokenizer_dir))
-    ex = parse_example({"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}).example
+    ex = parse_example(
+        {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
+    ).example
     assert ex is not None
     n = count_tokens(tok, ex)
     plain = len(tok("hello")["input_ids"]) + len(tok("hi")["input_ids"])
     assert n > plain  # the template adds role headers and end-of-turn tokens
     ids = tok.apply_chat_template(
-        [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}], tokenize=True
+        [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}],
+        tokenize=True,
     )
     assert n == len(ids["input_ids"] if hasattr(ids, "keys") else ids)
 

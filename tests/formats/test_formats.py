@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from trainer.formats import (
     CHAT,
     FAMILY,
@@ -31,20 +30,45 @@ def codes(obj: object) -> list[tuple[str, str]]:
 def test_every_format_parses_to_turns() -> None:
     cases = {
         PROMPT_COMPLETION: {"prompt": "Q", "completion": "A"},
-        CHAT: {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+        CHAT: {
+            "messages": [
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": "Q"},
+                {"role": "assistant", "content": "A"},
+            ]
+        },
         MULTIMODAL_CHAT: {
             "messages": [
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "gs://b/x.jpg", "detail": "low"}}, {"type": "text", "text": "Q"}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "gs://b/x.jpg", "detail": "low"},
+                        },
+                        {"type": "text", "text": "Q"},
+                    ],
+                },
                 {"role": "assistant", "content": "A"},
             ]
         },
         GENERATE_CONTENT: {
             "systemInstruction": {"parts": [{"text": "S"}]},
-            "contents": [{"role": "user", "parts": [{"text": "Q"}]}, {"role": "assistant", "parts": [{"text": "A"}]}],
+            "contents": [
+                {"role": "user", "parts": [{"text": "Q"}]},
+                {"role": "assistant", "parts": [{"text": "A"}]},
+            ],
         },
         MULTIMODAL_GENERATE_CONTENT: {
             "contents": [
-                {"role": "user", "parts": [{"file_data": {"mime_type": "image/png", "file_uri": "gs://b/x.png"}}, {"inline_data": {"mime_type": "image/png", "data": PNG_URL.split(",")[1]}}, {"text": "Q"}]},
+                {
+                    "role": "user",
+                    "parts": [
+                        {"file_data": {"mime_type": "image/png", "file_uri": "gs://b/x.png"}},
+                        {"inline_data": {"mime_type": "image/png", "data": PNG_URL.split(",")[1]}},
+                        {"text": "Q"},
+                    ],
+                },
                 {"role": "assistant", "parts": [{"text": "A"}]},
             ]
         },
@@ -65,7 +89,10 @@ def test_every_format_parses_to_turns() -> None:
 
 
 def test_text_and_multimodal_share_a_family() -> None:
-    assert FAMILY[CHAT] == FAMILY[MULTIMODAL_CHAT] and FAMILY[GENERATE_CONTENT] == FAMILY[MULTIMODAL_GENERATE_CONTENT]
+    assert (
+        FAMILY[CHAT] == FAMILY[MULTIMODAL_CHAT]
+        and FAMILY[GENERATE_CONTENT] == FAMILY[MULTIMODAL_GENERATE_CONTENT]
+    )
     assert len(set(FAMILY.values())) == 3
 
 
@@ -76,11 +103,20 @@ def test_text_and_multimodal_share_a_family() -> None:
         ({"text": "x"}, [("unknown-format", "")]),
         ({"messages": [{"role": "bot", "content": "a"}]}, [("invalid-role", "messages[0].role")]),
         ({"messages": []}, [("missing-assistant-turn", "messages")]),
-        ({"messages": [{"role": "user", "content": "a"}]}, [("missing-assistant-turn", "messages")]),
-        ({"messages": [{"role": "user"}, {"role": "assistant", "content": "b"}]}, [("missing-field", "messages[0].content")]),
+        (
+            {"messages": [{"role": "user", "content": "a"}]},
+            [("missing-assistant-turn", "messages")],
+        ),
+        (
+            {"messages": [{"role": "user"}, {"role": "assistant", "content": "b"}]},
+            [("missing-field", "messages[0].content")],
+        ),
         ({"prompt": " ", "completion": "b"}, [("empty-content", "prompt")]),
         ({"prompt": "a", "completion": "b", "x": 1}, [("unknown-field", "x")]),
-        ({"contents": [{"role": "model", "parts": [{"text": "a"}]}]}, [("invalid-role", "contents[0].role")]),
+        (
+            {"contents": [{"role": "model", "parts": [{"text": "a"}]}]},
+            [("invalid-role", "contents[0].role")],
+        ),
     ],
 )
 def test_issues_name_the_field(obj: object, expected: list[tuple[str, str]]) -> None:
@@ -89,7 +125,12 @@ def test_issues_name_the_field(obj: object, expected: list[tuple[str, str]]) -> 
 
 def test_image_rules() -> None:
     def mm(url: str) -> dict:
-        return {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}, {"role": "assistant", "content": "A"}]}
+        return {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+                {"role": "assistant", "content": "A"},
+            ]
+        }
 
     f = "messages[0].content[0].image_url.url"
     assert codes(mm("https://x/y.jpg")) == [("invalid-image-uri", f)]
