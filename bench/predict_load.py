@@ -32,6 +32,7 @@ from typing import Any
 os.environ["TUNESTACK_HOME"] = tempfile.mkdtemp(prefix="tunestack-bench-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
 from trainer import tiny  # noqa: E402
 
 from infra.local import daemon, storage  # noqa: E402
@@ -74,6 +75,7 @@ def main() -> int:
         over = run_phase(api, endpoint, body, 2 * args.cap, args.requests)
         model = LoadedModel(ckpt)
         inst = Instance("What is a car?", args.max_tokens, 1.0, 1.0, 1, True)
+        direct_phase(model, inst, 1, 3)  # warm-up, as for the API
         direct_1 = direct_phase(model, inst, 1, args.requests)
         direct_cap = direct_phase(model, inst, args.cap, args.requests)
     finally:
@@ -81,7 +83,7 @@ def main() -> int:
         proc.wait(timeout=30)
 
     print(
-        f"predict load: tiny llama (hidden 64, 2 layers), max_tokens {args.max_tokens}, cap {args.cap}, torch threads {os.cpu_count()} cpus\n"
+        f"predict load: tiny llama (hidden 64, 2 layers), max_tokens {args.max_tokens}, cap {args.cap}, {os.cpu_count()} cpus, {torch.get_num_threads()} torch thread(s) per generation\n"
     )
     header = f"{'run':<34}{'clients':>8}{'ok':>6}{'429':>6}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'429 p99 ms':>12}{'req/s':>8}"
     print(header)
