@@ -240,6 +240,10 @@ def build_tiny_checkpoint(
                 **ids,
             )
             model = Gemma3ForConditionalGeneration(cfg)
+            # transformers initialises the projector to zeros, so images would be invisible.
+            with torch.no_grad():
+                proj = model.model.multi_modal_projector.mm_input_projection_weight
+                proj.normal_(0.0, 0.1)
     model.generation_config.bos_token_id = tok.bos_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
