@@ -206,3 +206,89 @@ def test_pr_mapping_of_changed_files_to_specs_and_stacks(infra_repo, changed, sp
 )
 def test_deploy_mapping_of_changed_files_to_stacks(infra_repo, changed, stacks):
     assert run_mapping("config-deploy.yml", infra_repo, changed) == {"stacks": stacks}
+
+
+def step_script(workflow: str, job: str, name: str) -> str:
+    data = load(ROOT / ".github" / "workflows" / workflow)
+    return next(s["run"] for s in data["jobs"][job]["steps"] if s.get("name") == name)
+
+
+TEAM_SPEC = """\
+project:
+  id: acme-ml-test
+  region: us-central1
+buckets:
+  - name: acme-ml-test-tuning
+datasets:
+  - name: chat
+    train: gs://acme-ml-test-tuning/data/train.jsonl
+tuning_jobs:
+  - name: support
+    base_model: meta/llama3_1@llama-3.1-8b-instruct
+    tuning_mode: PEFT_ADAPTER
+    epochs: 3
+    dataset: chat
+    output_uri: gs://acme-ml-test-tuning/out/support
+"""
+
+
+@pytest.mark.slow
+def test_pr_steps_post_a_plan_diff_of_the_changed_spec(tmp_path):
+    """The PR job's own shell steps, run in a git repository whose PR raises a job's epochs."""
+    repo, runner = tmp_path / "repo", tmp_path / "runner"
+    (repo / "specs").mkdir(parents=True)
+    runner.mkdir()
+    spec = repo / "specs" / "team.yaml"
+    spec.write_text(TEAM_SPEC)
+    (repo / "specs" / "other.yaml").write_text(TEAM_SPEC)
+    (repo / "Pulumi.prod.yaml").write_text("config:\n  tunestack:spec: specs/team.yaml\n")
+    # `.venv/bin/tunestack` and `.venv/bin/python` as the workflow calls them, running this
+    # checkout's CLI with the Python that runs the tests.
+    bin_dir = repo / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "tunestack").write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from infra.cli import main; sys.exit(main())' \"$@\"\n"
+    )
+    (bin_dir / "tunestack").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    (repo / ".gitignore").write_text(".venv\n")
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    base = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    spec.write_text(TEAM_SPEC.replace("epochs: 3", "epochs: 4"))
+    subprocess.run([*git, "commit", "-qam", "more epochs"], cwd=repo, check=True)
+
+    env = {
+        **os.environ,
+        "BASE_SHA": base,
+        "RUNNER_TEMP": str(runner),
+        "PYTHONPATH": str(ROOT),
+        "GITHUB_OUTPUT": str(runner / "out"),
+        "GITHUB_STEP_SUMMARY": str(runner / "summary"),
+    }
+    find = step_script("config-pr.yml", "plan", "Find changed specs and the stacks they belong to")
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", find], cwd=repo, env=env, check=True, capture_output=True
+    )
+    outputs = dict(line.split("=", 1) for line in (runner / "out").read_text().splitlines())
+    assert outputs == {"specs": "specs/team.yaml", "stacks": '["prod"]'}
+
+    plan = step_script("config-pr.yml", "plan", "Plan against the base branch")
+    env["SPECS"] = outputs["specs"]
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", plan], cwd=repo, env=env, check=True, capture_output=True
+    )
+    markdown = (repo / "plan.md").read_text()
+    assert "`specs/team.yaml`" in markdown
+    # Only the changed job, changed in place, with the changed field named.
+    rows = [
+        line
+        for line in markdown.splitlines()
+        if line.startswith("| ~ ") or line.startswith("| + ") or line.startswith("| - ")
+    ]
+    assert len(rows) == 1 and "job-support" in rows[0] and "epochs" in rows[0], markdown
+    assert (runner / "summary").read_text() == markdown
