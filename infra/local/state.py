@@ -30,6 +30,10 @@ class Store:
         self.lock = threading.RLock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
         self._last_id = 0
+        try:
+            self._last_id = int(json.loads((self.root / "last_id.json").read_text()))
+        except (OSError, ValueError):
+            pass
         for collection in COLLECTIONS:
             folder = self.root / collection
             folder.mkdir(parents=True, exist_ok=True)
@@ -42,9 +46,14 @@ class Store:
                     self._last_id = max(self._last_id, int(path.stem))
 
     def new_id(self) -> str:
-        """A fresh numeric id (Vertex ids are numeric strings), increasing across restarts."""
+        """A fresh numeric id (Vertex ids are numeric strings), increasing across restarts.
+
+        The last id is written down before it is handed out, so an id taken just before a
+        crash is never handed out again, whatever the clock does.
+        """
         with self.lock:
             self._last_id = max(self._last_id + 1, int(time.time() * 1000))
+            home.write_json_atomic(self.root / "last_id.json", self._last_id)
             return str(self._last_id)
 
     def put(
