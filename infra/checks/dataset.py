@@ -13,14 +13,18 @@ full :func:`trainer.formats.parse_example`, which names every issue of the examp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import operator
+import os
 import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from pathlib import Path
@@ -39,12 +43,14 @@ from infra.diagnostics import Diagnostic, Severity
 MAX_LINE_BYTES = 32 * 1024 * 1024
 #: Diagnostics of one code shown per file; the rest are summed up in one closing line.
 MAX_PER_CODE = 50
+#: Files at least this big are split among worker processes (one per CPU, at most 8) on
+#: machines with 4 CPUs or more; ``TUNESTACK_VALIDATE_WORKERS=N`` sets the count for any file.
+PARALLEL_MIN_BYTES = 64 << 20
 
 _CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 # Whitespace between a closing quote and a colon: the only layout where counting b'":'
 # could miss a key token (JSON allows it; compact writers never emit it).
-_QUOTE_SPACE = (b'" ', b'"\t', b'"\r')
 _WS_COLON = re.compile(rb'"[ \t\r]+:')
 # The block fast path for text chat (see _Validator.fast_chat_block).
 _ROLE_CODE = {"system": "s", "user": "u", "assistant": "a"}
@@ -133,6 +139,12 @@ def validate_dataset_file(
             )
         ]
     with stream:
+        size = os.fstat(stream.fileno()).st_size
+        workers = _workers(size) if tokenizer is None else 1
+        if workers > 1:
+            return _validate_parallel(
+                stream, summary, size, workers, display, model, max_seq_length, progress
+            )
         return validate_stream(
             stream,
             summary,
@@ -269,6 +281,119 @@ def _prefetch(blocks: Iterator[bytes | None], depth: int = 4) -> Iterator[bytes 
         t.join()
 
 
+def _workers(size: int) -> int:
+    """Worker processes for a file of ``size`` bytes (TUNESTACK_VALIDATE_WORKERS overrides)."""
+    env = os.environ.get("TUNESTACK_VALIDATE_WORKERS")
+    if env and env.isdigit():
+        return max(1, int(env)) if size > 0 else 1
+    if size < PARALLEL_MIN_BYTES:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # With 2-3 CPUs the workers' start-up and the parent's hashing eat the gain (measured).
+    return min(cpus or 1, 8) if (cpus or 1) >= 4 else 1
+
+
+def _validate_parallel(
+    stream: IO[bytes],
+    summary: FileSummary,
+    size: int,
+    workers: int,
+    display: str,
+    model: catalog.Model | None,
+    max_seq_length: int | None,
+    progress: Progress | None,
+) -> tuple[FileSummary, list[Diagnostic]]:
+    """Splits the file at line boundaries, validates the ranges in worker processes and merges.
+
+    Each worker streams its own range (memory stays flat per process); this process hashes the
+    whole file meanwhile, so the sha256 costs no extra time.
+    """
+    bounds = _split(stream, size, workers * 4)
+    path = str(Path(stream.name).resolve())
+    # spawn, not fork: callers (the local server) may hold threads and locks.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(
+                _validate_range, path, a, b, display, model.id if model else None, max_seq_length
+            )
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
+        hasher = hashlib.sha256()
+        stream.seek(0)
+        done = 0
+        while chunk := stream.read(_CHUNK * 4):
+            hasher.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
+        parts = [f.result() for f in futures]
+    v = _Validator(display, model, None, max_seq_length)
+    offset = 0
+    for part in parts:
+        v.merge(part, offset)
+        offset += part["lines"]
+    summary.bytes = done
+    return v.finish(summary, hasher.hexdigest())
+
+
+def _validate_range(
+    path: str, start: int, end: int, display: str, model_id: str | None, max_seq_length: int | None
+) -> dict[str, Any]:
+    """Worker: validates bytes [start, end) of a file (whole lines) with line numbers from 1."""
+    v = _Validator(display, catalog.model(model_id) if model_id else None, None, max_seq_length)
+    v.bom_line = 1 if start == 0 else 0
+    lineno = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        for block in _blocks(_Range(f, end - start), _NoHash(), None, [0]):
+            if block is None:
+                lineno += 1
+                v.oversized(lineno)
+            else:
+                lineno = v.block(lineno, block)
+    return v.partial(lineno)
+
+
+def _split(stream: IO[bytes], size: int, parts: int) -> list[int]:
+    """Offsets that cut the file into about ``parts`` ranges, each starting a line."""
+    bounds = [0]
+    for k in range(1, parts):
+        pos = max(size * k // parts, bounds[-1])
+        stream.seek(pos)
+        while chunk := stream.read(_CHUNK):  # find the next newline without reading a line whole
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                pos += nl + 1
+                break
+            pos += len(chunk)
+        if pos >= size:
+            break
+        if pos > bounds[-1]:
+            bounds.append(pos)
+    bounds.append(size)
+    return bounds
+
+
+class _Range:
+    """A file object limited to ``length`` bytes from its current position."""
+
+    def __init__(self, f: IO[bytes], length: int) -> None:
+        self.f, self.left = f, length
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(min(n, self.left))
+        self.left -= len(data)
+        return data
+
+
+class _NoHash:
+    """Stands in for a hasher in workers (the parent hashes the whole file)."""
+
+    def update(self, data: bytes) -> None:
+        pass
+
+
 @dataclass
 class _Validator:
     display: str
@@ -279,8 +404,11 @@ class _Validator:
     examples: int = 0
     nonblank: int = 0
     tokens: int = 0
-    family: str | None = None
-    family_line: int = 0
+    # Runs of consecutive examples of one format family: [family, first line, count, lines];
+    # "lines" samples up to MAX_PER_CODE + 1 of them. Mixed formats are judged in finish(),
+    # so that ranges validated apart can be merged first.
+    runs: list[list[Any]] = field(default_factory=list)
+    bom_line: int = 1  # the line a byte-order mark would start (0: this range has none)
     formats: dict[str, None] = field(default_factory=dict)
     image_buckets: set[str] = field(default_factory=set)
     image_examples: int = 0
@@ -290,14 +418,74 @@ class _Validator:
     shown: dict[str, int] = field(default_factory=dict)
     hidden: dict[str, tuple[Severity, int, int]] = field(default_factory=dict)
 
+    @property
+    def family(self) -> str | None:
+        return self.runs[0][0] if self.runs else None
+
     def add(self, severity: Severity, code: str, line: int, col: int, fld: str, msg: str) -> None:
-        n = self.shown.get(code, 0)
+        self.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
+
+    def append(self, d: Diagnostic, hidden: int = 1) -> None:
+        """Keeps ``d`` unless MAX_PER_CODE of its code are shown; then only counts it."""
+        n = self.shown.get(d.code, 0)
         if n >= MAX_PER_CODE:
-            sev, first, count = self.hidden.get(code, (severity, line, 0))
-            self.hidden[code] = (sev, first, count + 1)
+            sev, first, count = self.hidden.get(d.code, (d.severity, d.line, 0))
+            self.hidden[d.code] = (sev, min(first, d.line), count + hidden)
             return
-        self.shown[code] = n + 1
-        self.diagnostics.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
+        self.shown[d.code] = n + 1
+        self.diagnostics.append(d)
+
+    def run(self, family: str, line: int, count: int) -> None:
+        """Records ``count`` consecutive examples of ``family`` from ``line`` on."""
+        last = self.runs[-1] if self.runs else None
+        if last is None or last[0] != family:
+            last = [family, line, 0, []]
+            self.runs.append(last)
+        last[2] += count
+        room = MAX_PER_CODE + 1 - len(last[3])
+        if room > 0:
+            last[3].extend(range(line, line + min(count, room)))
+
+    def partial(self, lines: int) -> dict[str, Any]:
+        """What a worker hands back for :meth:`merge` (plain data, picklable)."""
+        keep = (
+            "diagnostics",
+            "examples",
+            "nonblank",
+            "tokens",
+            "runs",
+            "formats",
+            "image_buckets",
+            "image_examples",
+            "text_only",
+            "first_text_only",
+            "inexact",
+            "hidden",
+        )
+        return {"lines": lines, **{k: getattr(self, k) for k in keep}}
+
+    def merge(self, part: dict[str, Any], offset: int) -> None:
+        """Adds a range validated elsewhere whose first line is ``offset + 1``."""
+        for d in part["diagnostics"]:
+            self.append(dataclasses.replace(d, line=d.line + offset))
+        for code, (sev, first, count) in part["hidden"].items():
+            d = Diagnostic(sev, code, self.display, first + offset, 1, "", "")
+            self.shown[code] = max(self.shown.get(code, 0), MAX_PER_CODE)
+            self.append(d, hidden=count)
+        for fam, line, count, sample in part["runs"]:
+            last = self.runs[-1] if self.runs else None
+            if last is None or last[0] != fam:
+                last = [fam, line + offset, 0, []]
+                self.runs.append(last)
+            last[2] += count
+            last[3].extend(x + offset for x in sample[: MAX_PER_CODE + 1 - len(last[3])])
+        for k in ("examples", "nonblank", "tokens", "image_examples", "text_only"):
+            setattr(self, k, getattr(self, k) + part[k])
+        self.formats.update(part["formats"])
+        self.image_buckets |= part["image_buckets"]
+        self.inexact = self.inexact or part["inexact"]
+        if part["first_text_only"] and not self.first_text_only:
+            self.first_text_only = part["first_text_only"] + offset
 
     def oversized(self, lineno: int) -> None:
         self.nonblank += 1
@@ -405,15 +593,14 @@ class _Validator:
         self.inexact = True
         if formats.CHAT not in self.formats:
             self.formats[formats.CHAT] = None
-        if self.family is None:
-            self.family, self.family_line = formats.CHAT, lineno + 1
+        self.run(formats.CHAT, lineno + 1, n)
         self.text_only += n
         if not self.first_text_only:
             self.first_text_only = lineno + 1
         return True
 
     def line(self, lineno: int, raw: bytes) -> None:
-        if lineno == 1 and raw.startswith(_BOM):
+        if lineno == self.bom_line and raw.startswith(_BOM):
             self.add(
                 "error",
                 "invalid-encoding",
@@ -506,18 +693,7 @@ class _Validator:
             self.inexact = True
         if fmt not in self.formats:
             self.formats[fmt] = None
-        fam = formats.FAMILY[fmt]
-        if self.family is None:
-            self.family, self.family_line = fam, lineno
-        elif fam != self.family:
-            self.add(
-                "error",
-                "mixed-formats",
-                lineno,
-                1,
-                "",
-                f"this example is {fmt}, but the file started as {self.family} on line {self.family_line}; one file holds one format",
-            )
+        self.run(formats.FAMILY[fmt], lineno, 1)
         if has_images:
             self.image_examples += 1
         else:
@@ -667,6 +843,18 @@ class _Validator:
                 "",
                 f"{self.text_only} of {total} examples are text-only and {self.image_examples} have images: {model.display_name} tuning drops all {self.text_only} text-only examples when any example has an image (first text-only example here)",
             )
+        if self.runs:
+            family, first_line = self.runs[0][0], self.runs[0][1]
+            for fam, _, count, sample in self.runs[1:]:
+                if fam == family:
+                    continue
+                msg = f"this example is {fam}, but the file started as {family} on line {first_line}; one file holds one format"
+                for line in sample:
+                    self.add("error", "mixed-formats", line, 1, "", msg)
+                if count > len(sample):  # beyond the sample: counted, located at its end
+                    d = Diagnostic("error", "mixed-formats", self.display, sample[-1], 1, "", "")
+                    self.shown["mixed-formats"] = MAX_PER_CODE
+                    self.append(d, hidden=count - len(sample))
         for code, (sev, first, count) in self.hidden.items():
             self.diagnostics.append(
                 Diagnostic(
@@ -688,6 +876,7 @@ class _Validator:
         summary.checked = True
         summary.text_only_examples = self.text_only
         summary.image_examples = self.image_examples
+        self.diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
         return summary, self.diagnostics
 
 
