@@ -787,8 +787,11 @@ def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -
         try:
             yield
         finally:
+            # Clean up here, not after run(): uvicorn re-raises SIGTERM/SIGINT once it has
+            # shut down, so code after it never runs on a signal.
             _remove_api_file_if_ours()
             await anyio.to_thread.run_sync(api.scheduler.stop)
+            emulator.stop()
 
     config = uvicorn.Config(
         api.app(lifespan),

@@ -7,6 +7,7 @@ so jobs, endpoints and models survive a server restart (or a kill -9).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -30,10 +31,8 @@ class Store:
         self.lock = threading.RLock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
         self._last_id = 0
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._last_id = int(json.loads((self.root / "last_id.json").read_text()))
-        except (OSError, ValueError):
-            pass
         for collection in COLLECTIONS:
             folder = self.root / collection
             folder.mkdir(parents=True, exist_ok=True)
