@@ -26,7 +26,7 @@ def _final(out: Path) -> Path:
     return out / "postprocess/node-0/checkpoints/final"
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3", "qwen3"])
+@pytest.mark.parametrize("family", ["llama", "gemma3", "qwen3", "llama4"])
 @pytest.mark.parametrize("mode", ["FULL", "PEFT_ADAPTER"])
 def test_weights_change_and_loss_falls(
     family: str,

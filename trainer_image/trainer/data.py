@@ -224,7 +224,10 @@ class Encoder:
 
     def _end_of_turn_id(self) -> int:
         """The special token that closes an assistant turn in this template."""
-        probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+        probe: list[dict[str, Any]] = [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+        ]
         if self.image_sequence is not None:
             probe = [
                 {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}

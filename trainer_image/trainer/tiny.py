@@ -208,7 +208,7 @@ def build_tiny_checkpoint(
     elif family == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(**dims, tie_word_embeddings=True))
     elif family == "llama4":
-        cfg = Llama4TextConfig(
+        l4 = Llama4TextConfig(
             **dims,
             intermediate_size_mlp=intermediate_size,
             num_local_experts=2,
@@ -216,7 +216,7 @@ def build_tiny_checkpoint(
             interleave_moe_layer_step=2,
             attention_chunk_size=8192,
         )
-        model = Llama4ForCausalLM(cfg)
+        model = Llama4ForCausalLM(l4)
     else:
         text = Gemma3TextConfig(**dims, sliding_window=64, query_pre_attn_scalar=hidden_size // 4)
         if not vision:
@@ -234,9 +234,9 @@ def build_tiny_checkpoint(
                 text_config=text.to_dict(),
                 vision_config=vis.to_dict(),
                 mm_tokens_per_image=TINY_IMAGE_TOKENS,
-                boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
-                eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"),
-                image_token_index=tok.convert_tokens_to_ids("<image_soft_token>"),
+                boi_token_index=_token_id(tok, "<start_of_image>"),
+                eoi_token_index=_token_id(tok, "<end_of_image>"),
+                image_token_index=_token_id(tok, "<image_soft_token>"),
                 **ids,
             )
             model = Gemma3ForConditionalGeneration(cfg)
@@ -260,6 +260,12 @@ def build_tiny_checkpoint(
         proc.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return out_dir
+
+
+def _token_id(tok: PreTrainedTokenizerFast, token: str) -> int:
+    i = tok.convert_tokens_to_ids(token)
+    assert isinstance(i, int)
+    return i
 
 
 def build_tiny_tokenizer(family: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:

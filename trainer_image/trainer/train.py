@@ -251,10 +251,9 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
             order += order[: per_rank * d.world - len(order)]  # equal work on every rank
             mine = order[d.rank :: d.world]
             micro = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
-            for s in range(steps_per_epoch):
-                group = micro[
-                    s * cfg.gradient_accumulation_steps : (s + 1) * cfg.gradient_accumulation_steps
-                ]
+            ga = cfg.gradient_accumulation_steps
+            for k in range(steps_per_epoch):
+                group = micro[k * ga : (k + 1) * ga]
                 t0 = time.perf_counter()
                 batches = [
                     collate([rows[i] for i in g], pad_id=pad_id, packed=packing) for g in group
@@ -338,7 +337,7 @@ def _load_model(
         hf_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-    hf_model.to(d.device)
+    hf_model.to(d.device)  # type: ignore[arg-type]
     if cfg.tuning_mode != FULL:
         from peft import LoraConfig, get_peft_model  # noqa: PLC0415  (LoRA runs only)
 
@@ -502,7 +501,7 @@ def _evaluate(
             sums[1] += int((b["labels"][:, 1:] != IGNORE).sum())
     if d.world > 1:
         dist.all_reduce(sums)
-    return float(sums[0] / max(sums[1], 1))
+    return float(sums[0] / sums[1].clamp(min=1))
 
 
 def _linear_schedule(step: int, warmup: int, total: int) -> float:
@@ -520,12 +519,12 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     Works for plain models, PEFT models (``W + scale * B @ A`` per adapted layer) and FSDP2
     models (gathered; a collective: call on every rank).
     """
-    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    inner: Any = model.module if isinstance(model, DistributedDataParallel) else model
     if hasattr(inner, "get_base_model"):
         from peft.tuners.lora import LoraLayer  # noqa: PLC0415  (LoRA runs only)
 
         base = inner.get_base_model()
-        layers = {n: m for n, m in base.named_modules() if isinstance(m, LoraLayer)}
+        layers: dict[str, Any] = {n: m for n, m in base.named_modules() if isinstance(m, LoraLayer)}
         sd: dict[str, torch.Tensor] = {}
         for k, v in base.state_dict().items():
             if "lora_" in k:
@@ -540,7 +539,7 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     if dist.is_initialized():
         msd, _ = get_state_dict(inner, [], options=opts)
-        return msd
+        return {k: v for k, v in msd.items() if isinstance(v, torch.Tensor)}
     return {k: v.detach() for k, v in inner.state_dict().items()}
 
 
@@ -571,8 +570,8 @@ def _save_weights(
         (tmp / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
         (tokenizer if processor is None else processor).save_pretrained(tmp)
         if adapter and cfg.tuning_mode != FULL:
-            inner = model.module if isinstance(model, DistributedDataParallel) else model
-            inner.save_pretrained(tmp / "adapter")
+            peft_model: Any = model.module if isinstance(model, DistributedDataParallel) else model
+            peft_model.save_pretrained(tmp / "adapter")
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     if dist.is_initialized():
