@@ -140,8 +140,9 @@ def _check_file(
     line, col = locate(loaded.positions, field)
     if uri.startswith("gs://"):
         summary = FileSummary(uri=uri, local_path=None)
-        opened = gcs.open_blob(uri)
-        if opened is gcs.UNREACHABLE:
+        try:
+            opened = gcs.open_blob(uri)
+        except gcs.Unreachable:
             return summary, []  # no emulator or credentials: the spec-level URI checks stand
         if opened is None:
             return summary, [
@@ -155,9 +156,9 @@ def _check_file(
                     f"{uri} does not exist",
                 )
             ]
-        size = getattr(opened, "size", 0) or 0
+        stream, size = opened
         cb = (lambda n: progress(uri, n, size)) if progress else None
-        with opened as stream:
+        with stream:
             return validate_stream(
                 stream,
                 summary,

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import msgspec
 import orjson
@@ -188,8 +188,12 @@ def validate_stream(
 # --- helpers -------------------------------------------------------------------------------
 
 
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
 def _blocks(
-    stream: IO[bytes], hasher: Any, progress: Progress | None, size: list[int]
+    stream: _Reader, hasher: Any, progress: Progress | None, size: list[int]
 ) -> Iterator[bytes | None]:
     """Yields blocks of whole lines (each block ends with a newline), None for an oversized line.
 
@@ -932,12 +936,11 @@ def _fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
     if si is not None:
         if n != 2 or type(si) is not dict or len(si) != 1:
             return None
-        parts = si.get("parts")
-        c = _fast_parts(parts)
-        if c is None:
+        got = _fast_parts(si.get("parts"))
+        if got is None:
             return None
-        chars += c
-        keys += 2 + len(parts)
+        chars += got[0]
+        keys += 2 + got[1]
         turns += 1
     elif n != 1:
         return None
@@ -945,19 +948,19 @@ def _fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
     for c in contents:
         if type(c) is not dict or len(c) != 2 or c.get("role") != expect:
             return None
-        parts = c.get("parts")
-        pc = _fast_parts(parts)
-        if pc is None:
+        got = _fast_parts(c.get("parts"))
+        if got is None:
             return None
-        chars += pc
-        keys += 2 + len(parts)
+        chars += got[0]
+        keys += 2 + got[1]
         expect = "assistant" if expect == "user" else "user"
     if expect != "user":
         return None
     return formats.GENERATE_CONTENT, chars, turns + len(contents), keys
 
 
-def _fast_parts(parts: Any) -> int | None:
+def _fast_parts(parts: Any) -> tuple[int, int] | None:
+    """(text chars, parts) of a list of clean text parts; None otherwise."""
     if type(parts) is not list or not parts:
         return None
     chars = 0
@@ -968,7 +971,7 @@ def _fast_parts(parts: Any) -> int | None:
         if type(t) is not str or not t or t.isspace():
             return None
         chars += len(t)
-    return chars
+    return chars, len(parts)
 
 
 def _no_duplicate_keys(raw: bytes, decoded_keys: int) -> bool:

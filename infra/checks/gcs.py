@@ -8,22 +8,27 @@ are skipped: the spec-level URI checks still apply and Vertex reads the real fil
 from __future__ import annotations
 
 import os
-from typing import IO, Final
+from typing import IO
 
-#: Returned by :func:`open_blob` when no emulator is configured or it does not answer.
-UNREACHABLE: Final = object()
 _TIMEOUT_S = 10
 
 
-def open_blob(uri: str) -> IO[bytes] | None | object:
+class Unreachable(Exception):
+    """No emulator is configured, or it does not answer: the file cannot be checked."""
+
+
+def open_blob(uri: str) -> tuple[IO[bytes], int] | None:
     """Opens ``gs://bucket/object`` for streaming reads through the emulator.
 
     Returns:
-        A binary stream (with a ``size`` attribute) when the object exists, None when the
-        emulator says it does not exist, :data:`UNREACHABLE` when it cannot be asked.
+        The binary stream and the object's size, or None when the emulator says the object
+        does not exist.
+
+    Raises:
+        Unreachable: when no emulator is configured or it cannot be asked.
     """
     if not os.environ.get("STORAGE_EMULATOR_HOST"):
-        return UNREACHABLE
+        raise Unreachable("STORAGE_EMULATOR_HOST is not set")
     # Imported here, not at the top: google-cloud-storage takes ~0.3 s to import and only
     # specs with gs:// datasets under the emulator need it.
     from google.api_core import exceptions as gexc  # noqa: PLC0415
@@ -39,10 +44,8 @@ def open_blob(uri: str) -> IO[bytes] | None | object:
         blob = client.bucket(bucket).get_blob(name, timeout=_TIMEOUT_S)
     except gexc.NotFound:
         return None
-    except Exception:  # noqa: BLE001 - any transport failure means "not reachable": skip the file
-        return UNREACHABLE
+    except Exception as e:  # noqa: BLE001 - any transport failure means "not reachable"
+        raise Unreachable(str(e)) from None
     if blob is None:
         return None
-    stream = blob.open("rb", chunk_size=8 << 20)
-    stream.size = blob.size  # type: ignore[attr-defined]
-    return stream
+    return blob.open("rb", chunk_size=8 << 20), int(blob.size or 0)
