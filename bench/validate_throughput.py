@@ -44,6 +44,32 @@ with open(sys.argv[1], "rb") as f:
 print(time.perf_counter() - t, time.process_time() - c, n)
 """
 
+# Decoders alone, for reference (what each costs before any check runs).
+ORJSON = """
+import orjson, sys, time
+t, c = time.perf_counter(), time.process_time()
+n = 0
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        orjson.loads(line)
+        n += 1
+print(time.perf_counter() - t, time.process_time() - c, n)
+"""
+
+MSGSPEC = """
+import sys, time
+from infra.checks.dataset import _CHAT_LINES
+t, c = time.perf_counter(), time.process_time()
+n = 0
+with open(sys.argv[1], "rb") as f:
+    rest = b""
+    while chunk := f.read(1 << 20):
+        cut = chunk.rfind(b"\\n") + 1
+        n += len(_CHAT_LINES.decode_lines(rest + chunk[:cut]))
+        rest = chunk[cut:]
+print(time.perf_counter() - t, time.process_time() - c, n)
+"""
+
 OURS = """
 import resource, sys, time
 from pathlib import Path
@@ -153,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             ("baseline: stdlib json.loads per line", BASELINE, {}),
             ("ours: full validation, 1 process", OURS, {"TUNESTACK_VALIDATE_WORKERS": "1"}),
             (f"ours: full validation, {n} workers", OURS, {"TUNESTACK_VALIDATE_WORKERS": str(n)}),
+            ("(decode only: orjson.loads per line)", ORJSON, {}),
+            ("(decode only: msgspec typed, by block)", MSGSPEC, {}),
         ]
         results = [
             min((measure(code, path, env) for _ in range(args.repeat)), key=lambda m: m[0])
@@ -165,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         for (name, _, _), (secs, cpu, rss, _) in zip(sides, results, strict=True):
             print(f"{name:<40} {mb / secs:>7.1f} {mb / cpu:>9.1f} {rss:>12.0f} {secs:>8.2f}")
         base = results[0]
-        for (name, _, _), r in zip(sides[1:], results[1:], strict=True):
+        for (name, _, _), r in zip(sides[1:3], results[1:3], strict=True):
             print(
                 f"{name.split(': ')[1]}: {base[0] / r[0]:.2f}x baseline MB/s (wall), "
                 f"{base[1] / r[1]:.2f}x (CPU); target >= 2x; peak RSS {r[2]:.0f} MB (target < 256 MB)"
