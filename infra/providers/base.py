@@ -8,7 +8,7 @@ calls them on up to 4 threads.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, TypeGuard
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.output import Unknown
@@ -20,20 +20,27 @@ from infra.providers.vertex import Target
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
-def known(value: Any) -> bool:
+def known(value: Any) -> TypeGuard[Any]:
     """Whether a (preview) input value is set and known."""
     return value is not None and not isinstance(value, Unknown) and value != UNKNOWN
 
 
-def poll_settings() -> dict[str, float]:
+class Poll(TypedDict):
+    """Keyword arguments of the client layer's polling loops."""
+
+    initial_delay: float
+    max_delay: float
+
+
+def poll_settings() -> Poll:
     """Poll intervals: ``TUNESTACK_POLL_INITIAL_SECONDS`` (2) and ``..._MAX_SECONDS`` (60).
 
     Environment, not inputs, so that changing how often we poll never replaces a resource.
     """
-    return {
-        "initial_delay": float(os.environ.get("TUNESTACK_POLL_INITIAL_SECONDS", "2")),
-        "max_delay": float(os.environ.get("TUNESTACK_POLL_MAX_SECONDS", "60")),
-    }
+    return Poll(
+        initial_delay=float(os.environ.get("TUNESTACK_POLL_INITIAL_SECONDS", "2")),
+        max_delay=float(os.environ.get("TUNESTACK_POLL_MAX_SECONDS", "60")),
+    )
 
 
 def target_of(props: dict[str, Any]) -> Target:

@@ -98,11 +98,7 @@ class ModelDeploymentProvider(TunestackProvider):
         return CreateResult(endpoint, outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """An endpoint deleted outside Pulumi leaves state (the next ``up`` deploys again).
-
-        Its model, if still there, is reported in ``orphan_model``... and deleted by the next
-        ``delete``; here we only observe.
-        """
+        """An endpoint deleted outside Pulumi leaves state (the next ``up`` deploys again)."""
         target = target_of(props)
         ep = vertex.get_endpoint(target, id_)
         if ep is None:
@@ -117,3 +113,6 @@ class ModelDeploymentProvider(TunestackProvider):
         target = target_of(props)
         deadline = float(os.environ.get("TUNESTACK_UNDEPLOY_DEADLINE_SECONDS", "1800"))
         vertex.undeploy_and_delete(target, id_, props.get("model"), deadline, **poll_settings())
+        # Anything else carrying this deployment's key is an orphan of an interrupted run.
+        if props.get("key"):
+            vertex.delete_deployment_by_key(target, props["key"], deadline, **poll_settings())

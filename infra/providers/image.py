@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.protobuf import duration_pb2
 from pulumi.dynamic import CreateResult, ReadResult

@@ -31,7 +31,9 @@ import google.auth.credentials
 import google.auth.exceptions
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1beta1 as aip
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.longrunning import operations_pb2
 
 from infra import catalog
@@ -301,7 +303,9 @@ def build_tuning_job(inputs: Mapping[str, Any], key: str) -> aip.TuningJob:
     if inputs.get("learning_rate_multiplier") is not None:
         hyper.learning_rate_multiplier = float(inputs["learning_rate_multiplier"])
     if inputs.get("adapter_size") is not None:
-        hyper.adapter_size = catalog.ADAPTER_SIZE_ENUM[int(inputs["adapter_size"])]
+        hyper.adapter_size = aip.SupervisedHyperParameters.AdapterSize(
+            catalog.ADAPTER_SIZE_ENUM[int(inputs["adapter_size"])]
+        )
     spec = aip.SupervisedTuningSpec(
         training_dataset_uri=inputs["train_dataset_uri"],
         tuning_mode=catalog.TUNING_MODE_ENUM[inputs["tuning_mode"]],
@@ -394,7 +398,7 @@ def build_custom_job(inputs: Mapping[str, Any], key: str) -> aip.CustomJob:
     accel, gpus = _GPUS_BY_MACHINE.get(machine_type, (None, 0))
     machine = aip.MachineSpec(machine_type=machine_type)
     if accel:
-        machine.accelerator_type = accel
+        machine.accelerator_type = getattr(aip.AcceleratorType, accel)
         machine.accelerator_count = gpus
     container = aip.ContainerSpec(image_uri=inputs["image_uri"], args=trainer_args(inputs))
     pools = [aip.WorkerPoolSpec(container_spec=container, machine_spec=machine, replica_count=1)]
@@ -571,9 +575,6 @@ def checkpoint_uris(target: Target, output_uri: str) -> tuple[str, list[str]]:
 
 
 def _list_prefixes(target: Target, bucket: str, prefix: str) -> list[str]:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     endpoint = target.resolved_storage_endpoint()
     if endpoint:
         gcs = storage.Client(
@@ -693,13 +694,20 @@ def find_deployment(target: Target, key: str) -> tuple[str, str | None] | None:
     Returns:
         ``(endpoint, model or None while the model is still deploying)``, or None.
     """
+    found = find_endpoints(target, key)
+    return found[0] if found else None
+
+
+def find_endpoints(target: Target, key: str) -> list[tuple[str, str | None]]:
+    """Every endpoint whose display name carries ``key``, with its first deployed model."""
     tag = f"[ts-{key[:DISPLAY_KEY_LENGTH]}]"
     svc = client(aip.EndpointServiceClient, target)
+    out: list[tuple[str, str | None]] = []
     for ep in svc.list_endpoints(request={"parent": target.parent}):
         if ep.display_name.endswith(tag):
             models = [_strip_version(d.model) for d in ep.deployed_models if d.model]
-            return ep.name, (models[0] if models else None)
-    return None
+            out.append((ep.name, models[0] if models else None))
+    return out
 
 
 def find_models(target: Target, key: str) -> list[str]:
@@ -783,8 +791,26 @@ def ensure_deployment(
         int(inputs["accelerator_count"]), int(inputs["min_replicas"]), int(inputs["max_replicas"]),
         inputs["endpoint_display_name"], inputs["model_display_name"], key,
     )  # fmt: skip
-    endpoint, model = wait_deploy(target, op, deadline_s, on_progress, **poll)
+    try:
+        endpoint, model = wait_deploy(target, op, deadline_s, on_progress, **poll)
+    except DeadlineExceeded:
+        raise  # still deploying: a re-run adopts it by key
+    except VertexError:
+        # A failed deploy may leave an endpoint without a model (or a model without an
+        # endpoint); remove what carries our key so the failure leaves nothing billed behind.
+        delete_deployment_by_key(target, key, **poll)
+        raise
     return endpoint, model, False
+
+
+def delete_deployment_by_key(
+    target: Target, key: str, deadline_s: float = 1800.0, **poll: float
+) -> None:
+    """Undeploys and deletes every endpoint and model whose display name carries ``key``."""
+    for endpoint, model in find_endpoints(target, key):
+        undeploy_and_delete(target, endpoint, model, deadline_s, **poll)
+    for model in find_models(target, key):
+        undeploy_and_delete(target, None, model, deadline_s, **poll)
 
 
 def get_endpoint(target: Target, endpoint: str) -> aip.Endpoint | None:

@@ -71,12 +71,31 @@ def test_check_fills_machine_defaults_and_rejects_mismatches(vertex, make_host):
     assert {p for p, _ in failures} == {"accelerator_count", "gcs_uri", "max_replicas"}
 
 
-def test_failed_deploy_surfaces_the_operation_error(vertex, make_host):
+def test_failed_deploy_surfaces_the_operation_error_and_leaves_nothing(vertex, make_host):
     fake, url = vertex
     fake.deploy_error = "weights are quantized"
     with pytest.raises(grpc.RpcError) as err:
         make_host(ModelDeploymentProvider()).create(deploy_inputs(url))
     assert "weights are quantized" in err.value.details()
+    # The half-made endpoint (created before the model failed) was removed.
+    assert fake.count("POST", "deploy") == 1 and fake.endpoints == {} and fake.models == {}
+
+
+def test_delete_also_removes_orphans_carrying_the_key(vertex, make_host):
+    fake, url = vertex
+    host = make_host(ModelDeploymentProvider())
+    id_, outs = host.create(deploy_inputs(url))
+    stray = aip.Model(
+        name="projects/proj/locations/us-central1/models/9",
+        display_name=f"chat-model [ts-{outs['key'][:16]}]",
+    )
+    other = aip.Model(
+        name="projects/proj/locations/us-central1/models/8", display_name="someone else's"
+    )
+    fake.models[stray.name] = stray
+    fake.models[other.name] = other
+    host.delete(id_, outs)
+    assert fake.endpoints == {} and list(fake.models) == [other.name]
 
 
 def test_diff_replaces_on_weights_and_machine_but_not_deadline(vertex, make_host):
