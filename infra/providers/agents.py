@@ -17,7 +17,10 @@ from typing import Any, ClassVar, TypeVar
 
 import google.auth
 import requests
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
+from google.cloud import storage  # type: ignore[attr-defined]
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from infra import catalog
@@ -29,10 +32,15 @@ RESOURCEMANAGER = "https://cloudresourcemanager.googleapis.com"
 VERTEX_SERVICE = "aiplatform.googleapis.com"
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
-#: Errors worth retrying while an agent is being created or IAM propagates.
+#: Errors worth retrying while an agent is being created or IAM propagates, or when parallel
+#: grants on one bucket race on the policy's etag (412/409).
 RETRYABLE_GRANT = re.compile(
-    r"does not exist|service account .* not found|propagat|try again", re.I
+    r"does not exist|service account .* not found|propagat|try again|precondition|conflict|"
+    r"412|409",
+    re.I,
 )
+#: Members a bucket grant never accepts (reliability.md: nothing public).
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
 T = TypeVar("T")
 
@@ -234,6 +242,137 @@ class ServiceAgentsProvider(TunestackProvider):
             "visible": visible,
             "missing": missing,
         }
+
+
+def add_bucket_member(
+    bucket: str,
+    member: str,
+    role: str,
+    storage_endpoint: str | None = None,
+    project: str | None = None,
+) -> None:
+    """Adds ``member`` to ``role`` on the bucket's IAM policy (additive; idempotent)."""
+    b = storage_client(project, storage_endpoint).bucket(bucket)
+    policy = b.get_iam_policy(requested_policy_version=3)
+    for binding in policy.bindings:
+        if binding["role"] == role and not binding.get("condition"):
+            if member in binding["members"]:
+                return
+            binding["members"].add(member)
+            break
+    else:
+        policy.bindings.append({"role": role, "members": {member}})
+    b.set_iam_policy(policy)  # carries the etag: a concurrent change fails with 412, retried
+
+
+def remove_bucket_member(
+    bucket: str,
+    member: str,
+    role: str,
+    storage_endpoint: str | None = None,
+    project: str | None = None,
+) -> None:
+    """Removes only ``member`` from ``role`` (other members stay); a missing bucket is fine."""
+    b = storage_client(project, storage_endpoint).bucket(bucket)
+    try:
+        policy = b.get_iam_policy(requested_policy_version=3)
+    except gexc.NotFound:
+        return
+    changed = False
+    for binding in policy.bindings:
+        if binding["role"] == role and member in binding["members"]:
+            binding["members"].discard(member)
+            changed = True
+    if changed:
+        policy.bindings = [bd for bd in policy.bindings if bd["members"]]
+        b.set_iam_policy(policy)
+
+
+def has_bucket_member(
+    bucket: str,
+    member: str,
+    role: str,
+    storage_endpoint: str | None = None,
+    project: str | None = None,
+) -> bool:
+    """Whether the bucket's policy grants ``role`` to ``member`` (False for a missing bucket)."""
+    try:
+        policy = (
+            storage_client(project, storage_endpoint)
+            .bucket(bucket)
+            .get_iam_policy(requested_policy_version=3)
+        )
+    except gexc.NotFound:
+        return False
+    return any(bd["role"] == role and member in bd["members"] for bd in policy.bindings)
+
+
+def storage_client(project: str | None, storage_endpoint: str | None) -> storage.Client:
+    """Cloud Storage client (ADC), or an endpoint override (tests) without credentials."""
+    if storage_endpoint:
+        return storage.Client(
+            project=project or "local",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": storage_endpoint},
+        )
+    return storage.Client(project=project)
+
+
+class BucketGrantProvider(TunestackProvider):
+    """One additive bucket role grant (a ``BucketIAMMember`` that waits for its member).
+
+    Create retries "does not exist" (service agent not created yet), propagation and
+    concurrent-edit errors with a bounded deadline (:func:`retry_grant`); delete removes only
+    this member; read drops the grant from state if it was removed outside Pulumi.
+    """
+
+    INPUTS: ClassVar[tuple[str, ...]] = (
+        "bucket", "member", "role", "project", "deadline_seconds", "storage_endpoint",
+    )  # fmt: skip
+    REPLACES: ClassVar[frozenset[str]] = frozenset({"bucket", "member", "role", "storage_endpoint"})
+    REQUIRED: ClassVar[tuple[str, ...]] = ("bucket", "member", "role")
+    OUTPUTS: ClassVar[tuple[str, ...]] = ("attempts",)
+
+    def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
+        member = news.get("member")
+        if isinstance(member, str) and member in PUBLIC_MEMBERS:
+            return [("member", f"{member} is refused: buckets are never public")]
+        return []
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = inputs_of(props, self.INPUTS)
+        attempts = 0
+
+        def grant() -> None:
+            nonlocal attempts
+            attempts += 1
+            add_bucket_member(
+                inputs["bucket"], inputs["member"], inputs["role"],
+                inputs.get("storage_endpoint"), inputs.get("project"),
+            )  # fmt: skip
+
+        what = f"{inputs['role']} on gs://{inputs['bucket']} to {inputs['member']}"
+        poll = poll_settings()
+        retry_grant(
+            grant, what, float(inputs.get("deadline_seconds") or 600),
+            initial_delay=poll["initial_delay"], max_delay=poll["max_delay"],
+        )  # fmt: skip
+        id_ = f"{inputs['bucket']}/{inputs['role']}/{inputs['member']}"
+        return CreateResult(id_, {**inputs, "attempts": attempts})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        if not has_bucket_member(
+            props["bucket"], props["member"], props["role"],
+            props.get("storage_endpoint"), props.get("project"),
+        ):  # fmt: skip
+            return ReadResult("", {})
+        return ReadResult(id_, {k: props.get(k) for k in (*self.INPUTS, *self.OUTPUTS)})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        remove_bucket_member(
+            props["bucket"], props["member"], props["role"],
+            props.get("storage_endpoint"), props.get("project"),
+        )  # fmt: skip
 
 
 def _raise(resp: requests.Response, doing: str) -> None:

@@ -7,6 +7,7 @@ Input names are a contract with the program (``infra/emit``): keep them stable.
 
 Resources, and what create/delete do:
 - :class:`ServiceAgents`: force the Vertex service agents into existence, wait until visible.
+- :class:`BucketGrant`: one additive bucket role grant that retries until its member exists.
 - :class:`TuningJob`: adopt-by-key or submit a managed tuning job; delete cancels.
 - :class:`CustomTrainingJob`: the same with our trainer image as a Vertex CustomJob.
 - :class:`TuningJobCompletion`: wait (bounded) for either job; outputs checkpoint URIs.
@@ -22,7 +23,7 @@ from typing import Any
 import pulumi
 from pulumi import Input, Output, ResourceOptions
 
-from infra.providers.agents import ServiceAgentsProvider
+from infra.providers.agents import BucketGrantProvider, ServiceAgentsProvider
 from infra.providers.deployment import ModelDeploymentProvider
 from infra.providers.image import TrainerImageProvider
 from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider, TuningJobProvider
@@ -70,6 +71,40 @@ class ServiceAgents(pulumi.dynamic.Resource, module="tunestack", name="ServiceAg
     def __init__(self, name: str, args: ServiceAgentsArgs, opts: ResourceOptions | None = None):
         super().__init__(
             ServiceAgentsProvider(), name, _props(args, ServiceAgentsProvider.OUTPUTS), opts
+        )
+
+
+@dataclass
+class BucketGrantArgs:
+    """Inputs of :class:`BucketGrant`.
+
+    Attributes:
+        bucket: Bucket name.
+        member: IAM member (``serviceAccount:service-N@gcp-sa-...``); allUsers and
+            allAuthenticatedUsers are refused.
+        role: Role. Default ``roles/storage.objectUser``.
+        project: Project id for the storage client. Default: ADC's.
+        deadline_seconds: How long "does not exist" / propagation errors are retried.
+            Default 600.
+        storage_endpoint: Cloud Storage endpoint override (tests/emulator). Default: the real one.
+    """
+
+    bucket: Input[str]
+    member: Input[str]
+    role: Input[str] = "roles/storage.objectUser"
+    project: Input[str] | None = None
+    deadline_seconds: Input[float] = 600
+    storage_endpoint: str | None = None
+
+
+class BucketGrant(pulumi.dynamic.Resource, module="tunestack", name="BucketGrant"):
+    """Additive bucket IAM member that retries while a service agent is being created."""
+
+    attempts: Output[int]
+
+    def __init__(self, name: str, args: BucketGrantArgs, opts: ResourceOptions | None = None):
+        super().__init__(
+            BucketGrantProvider(), name, _props(args, BucketGrantProvider.OUTPUTS), opts
         )
 
 
