@@ -263,14 +263,13 @@ class Serving(pulumi.ComponentResource):
         self.endpoints: dict[str, pulumi.Output[Any]] = {}
         for e in plan.endpoints:
             uri: pulumi.Input[str] = e.model_uri
+            opts = _merge(child, _deps(known, e.depends_on))
             if e.job is not None:
+                # The checkpoint URI is the completion's output: that is the dependency.
                 uri = tuning.completions[e.job].checkpoint(e.checkpoint)
+                opts = child
             deployment = vertex.model_deployment(
-                e,
-                uri,
-                foundation.project_id,
-                plan.project.region,
-                _merge(child, _deps(known, e.depends_on)),
+                e, uri, foundation.project_id, plan.project.region, opts
             )
             self.resources[e.name] = deployment
             self.endpoints[e.endpoint] = vertex.endpoint_name(deployment)

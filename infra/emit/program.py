@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,11 @@ def check(spec_path: str | Path, strict: bool = False) -> Checked:
     report = checks.validate(spec_path, strict=strict)
     diagnostics = list(report.diagnostics)
     if report.spec is not None:
-        positions = load_spec(spec_path).positions
-        diagnostics += project_diagnostics(report.spec, str(spec_path), positions)
+        found = project_diagnostics(report.spec, str(spec_path))
+        if found:
+            # Only re-read the YAML (for line numbers) when there is something to point at.
+            found = project_diagnostics(report.spec, str(spec_path), load_spec(spec_path).positions)
+        diagnostics += found
     display = str(spec_path)
     # Spec-file findings first, by position; dataset findings keep the report's order.
     diagnostics.sort(
@@ -90,6 +94,9 @@ def build(spec_path: str | Path, checked: Checked | None = None) -> Built:
             f"{spec_path}: {errors} error(s); nothing was created or uploaded (run `tunestack validate {spec_path}`)"
         )
     plan = build_plan(checked.report.spec, checked.report, spec_path)
+    # The SDK's dependency-cycle check walks each new dependency's transitive closure
+    # recursively; a long quota chain (jobs one after another) is that deep.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000 + 10 * len(plan.jobs)))
     outputs = emit(plan)
     for key, value in outputs.items():
         pulumi.export(key, value)

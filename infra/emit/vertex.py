@@ -132,6 +132,8 @@ def tuning_job(
     else:
         resource = r.TuningJob(job.name, r.TuningJobArgs(**common), opts)
     registered: list[tuple[str, pulumi.Resource]] = [(job.name, resource)]
+    # No explicit depends_on: job_name is the job's output, which already makes the completion
+    # depend on it (an explicit duplicate costs one more walk of the quota chain in the SDK).
     completion = r.TuningJobCompletion(
         job.completion_name,
         r.TuningJobCompletionArgs(
@@ -140,7 +142,7 @@ def tuning_job(
             job_name=resource.job_name,
             output_uri=job.output_uri,
         ),
-        pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[resource])),
+        child,
     )
     registered.append((job.completion_name, completion))
     return Completion(

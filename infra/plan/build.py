@@ -274,6 +274,7 @@ def _jobs(
     summaries = {s.name: s for s in getattr(report, "jobs", None) or ()}
     lanes = spec.project.max_concurrent_tuning_jobs
     names = {j.name: _job_names(j.name) for j in spec.tuning_jobs}
+    position = {j.name: i for i, j in enumerate(spec.tuning_jobs)}
     outputs = {j.name: j.output_uri.rstrip("/") + "/" for j in spec.tuning_jobs}
     ds_specs = {d.name: d for d in spec.datasets}
     jobs: list[JobPlan] = []
@@ -290,7 +291,7 @@ def _jobs(
                 for n, prefix in outputs.items()
                 if n != job.name and job.custom_base_model.startswith(prefix)
             ]
-        after = sorted(set(after), key=list(names).index)
+        after = sorted(set(after), key=position.__getitem__)
 
         buckets = {
             _bucket_of(u)
