@@ -247,6 +247,7 @@ def _job_summary(spec: Spec, index: int, files: dict[str, FileSummary]) -> JobSu
         training_tokens=tokens * job.epochs,
         checkpoints=catalog.checkpoints_kept(job.epochs),
         formats=list(f.formats) if f else [],
+        checked=bool(f and f.checked),
     )
 
 

@@ -55,6 +55,8 @@ class JobSummary:
         training_tokens: Billed training tokens: tokens x epochs.
         checkpoints: Checkpoints the job keeps: min(epochs, 10).
         formats: Formats of the training file.
+        checked: Whether the training file was read (not for gs:// files without an
+            emulator, nor with ``check_datasets=False``).
     """
 
     name: str
@@ -65,6 +67,7 @@ class JobSummary:
     training_tokens: int
     checkpoints: int
     formats: list[str] = field(default_factory=list)
+    checked: bool = False
 
     def to_json(self) -> dict[str, object]:
         """The job object of ``tunestack validate --format json``."""

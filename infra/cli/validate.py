@@ -101,7 +101,7 @@ def render_text(reports: list[Report]) -> str:
         )
         for j in r.jobs:
             kind = "exact" if j.tokens_exact else "estimated"
-            fmts = ", ".join(j.formats) or "no data checked"
+            fmts = ", ".join(j.formats) or ("no valid example" if j.checked else "data not read")
             lines.append(
                 f"  job {j.name}: {j.examples:,} examples ({fmts}), {j.tokens:,} tokens ({kind}) x {_plural(j.epochs, 'epoch')} = {j.training_tokens:,} training tokens, {_plural(j.checkpoints, 'checkpoint')} kept"
             )

@@ -447,13 +447,15 @@ def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | N
 
 def _check_order(turns: list[_TurnAt], fmt: str, issues: list[Issue]) -> None:
     """System first (at most one), then user/assistant alternating, ending on assistant."""
-    prev: str | None = None
+    prev: str | None = None  # the last user/assistant role; a misplaced system turn is skipped
     for k, (t, path) in enumerate(turns):
-        if t.role == "system" and k != 0:
-            issues.append(Issue("role-order", f"{path}.role", "a system message must come first"))
-        elif t.role != "system" and prev in (None, "system") and t.role != "user":
+        if t.role == "system":
+            if k != 0:
+                issues.append(Issue("role-order", f"{path}.role", "a system message must come first"))
+            continue
+        if prev is None and t.role != "user":
             issues.append(Issue("role-order", f"{path}.role", "the conversation must start with a user turn"))
-        elif t.role == prev and t.role != "system":
+        elif t.role == prev:
             issues.append(Issue("role-order", f"{path}.role", f"two {t.role} turns in a row; merge them or add the missing turn between"))
         prev = t.role
     if not any(t.role == "assistant" for t, _ in turns):
