@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -314,4 +316,39 @@ def test_invalid_spec_registers_and_uploads_nothing(mocks, write_spec, base_spec
     spec = write_spec(base_spec)
     with pytest.raises(Exception, match="error"):
         run(spec)
+    assert [r for r in mocks.registrations if r.custom] == []
+
+
+MAIN = Path(__file__).resolve().parents[2] / "infra" / "__main__.py"
+
+
+def run_main() -> None:
+    @pulumi.runtime.test
+    def program() -> None:
+        runpy.run_path(str(MAIN), run_name="__main__")
+
+    program()
+
+
+def test_main_reads_the_stack_config_and_builds(mocks, write_spec, base_spec, monkeypatch) -> None:
+    # The engine hands stack config to the program in PULUMI_CONFIG, as here.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"tunestack:spec": str(write_spec(base_spec))}))
+    run_main()
+    names = {r.name for r in mocks.registrations}
+    assert {
+        "job-first",
+        "job-second-done",
+        "endpoint-serve-first",
+        "bucket-acme-test-data",
+    } <= names
+
+
+def test_main_fails_with_the_diagnostics_on_an_invalid_spec(
+    mocks, write_spec, base_spec, monkeypatch, caplog
+) -> None:
+    base_spec["buckets"][0]["name"] = "Bad_Bucket"
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"tunestack:spec": str(write_spec(base_spec))}))
+    with pytest.raises(pulumi.RunError, match="nothing was created or uploaded"):
+        run_main()
+    assert "error[invalid-bucket-name]: buckets[0].name" in caplog.text
     assert [r for r in mocks.registrations if r.custom] == []
