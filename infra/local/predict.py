@@ -53,16 +53,7 @@ def parse_instance(raw: Any, max_tokens_cap: int = MAX_TOKENS_CAP) -> Instance:
     prompt = raw.get("prompt")
     if not isinstance(prompt, str):
         raise InstanceError("instance.prompt must be a string")
-    unknown = set(raw) - {
-        "prompt",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "raw_response",
-        "n",
-        "stop",
-    }
+    unknown = set(raw) - {"prompt", "max_tokens", "temperature", "top_p", "top_k", "raw_response"}
     if unknown:
         raise InstanceError(f"unknown instance fields: {', '.join(sorted(unknown))}")
     max_tokens = _number(raw, "max_tokens", DEFAULT_MAX_TOKENS, integer=True)

@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -231,6 +232,15 @@ class LocalApi:
             return await self._dispatch(request, body)
         except ApiError as e:
             return e.response()
+        except Exception as e:  # a bug must still answer in Google's shape, and say what
+            print(
+                f"tunestack serve: {request.method} {request.url.path}: {e!r}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return ApiError(
+                500, f"internal error in the local API: {type(e).__name__}: {e}"
+            ).response()
 
     def _check_request(self, request: Request) -> None:
         # Host first: a DNS-rebound page must be refused before it learns anything else.

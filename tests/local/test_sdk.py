@@ -68,11 +68,12 @@ def test_seed_snippet_end_to_end(local_api: Any) -> None:
         sft_tuning_job.refresh()
     job = sft_tuning_job._gca_resource
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error
-    assert [c.checkpoint_id for c in job.tuned_model.checkpoints] == [
-        "checkpoint-1",
-        "checkpoint-2",
-        "final",
-    ][-len(job.tuned_model.checkpoints) :]
+    checkpoints = list(job.tuned_model.checkpoints)
+    # 2 epochs: one checkpoint per epoch (step-numbered, increasing), then final.
+    assert [c.checkpoint_id for c in checkpoints][-1] == "final" and len(checkpoints) == 3
+    steps = [int(c.checkpoint_id.removeprefix("checkpoint-")) for c in checkpoints[:2]]
+    assert steps == sorted(steps) and steps[0] < steps[1]
+    assert [c.epoch for c in checkpoints[:2]] == [1, 2]
     assert job.labels["tunestack-smoke"] == "true" and "SMOKE" in job.description
 
     model = model_garden.CustomModel(
