@@ -22,6 +22,7 @@ machines with 4+ CPUs; their partial results merge into exactly what one pass wo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -61,8 +62,12 @@ _BOM = b"\xef\xbb\xbf"
 # could miss a key token (JSON allows it; compact writers never emit it).
 _WS_COLON = re.compile(rb'"[ \t\r]+:')
 # The block fast path for text chat (see _Validator.fast_chat_block).
-_ROLE_CODE = {"system": "s", "user": "u", "assistant": "a"}
-_CHAT_ORDER = re.compile(r"(?:s?(?:ua)+)+")
+# Valid role sequences up to 64 turns (longer conversations take the line path).
+_VALID_ROLES = frozenset(
+    seq
+    for k in range(1, 33)
+    for seq in (("user", "assistant") * k, ("system", *("user", "assistant") * k))
+)
 _MESSAGES = operator.attrgetter("messages")
 _ROLE = operator.attrgetter("role")
 _CONTENT = operator.attrgetter("content")
@@ -546,26 +551,14 @@ class _Validator:
         n = len(items)
         if n != lines or n == 0:  # blank lines, multi-line or several objects on a line
             return False
-        per = list(map(len, map(_MESSAGES, items)))
-        if min(per) < 2:
+        # Role order: each example's roles as a tuple, looked up among the valid sequences
+        # (system?, then user/assistant pairs); all in C, no Python code per example.
+        role_seqs = map(tuple, map(functools.partial(map, _ROLE), map(_MESSAGES, items)))
+        if not all(map(_VALID_ROLES.__contains__, role_seqs)):
             return False
+        per = list(map(len, map(_MESSAGES, items)))
         msgs = list(chain.from_iterable(map(_MESSAGES, items)))
         total = len(msgs)
-        # Role order, for all examples at once: one letter per message, checked globally,
-        # plus the example boundaries (start on system/user, end on assistant, system only
-        # at a start); together they imply system?(user assistant)+ for every example.
-        roles = "".join(map(_ROLE_CODE.__getitem__, map(_ROLE, msgs)))
-        ends = list(accumulate(per))
-        starts = [0, *ends[:-1]]
-        first = "".join(map(roles.__getitem__, starts))
-        last = "".join(map(roles.__getitem__, map((-1).__add__, ends)))
-        if (
-            last.count("a") != n
-            or "a" in first
-            or roles.count("s") != first.count("s")
-            or not _CHAT_ORDER.fullmatch(roles)
-        ):
-            return False
         # Contents, as raw JSON joined with NUL (which raw JSON cannot hold): all strings, none
         # empty or starting with whitespace (it could be whitespace only), valid UTF-8 (msgspec
         # checked their JSON escapes but keeps raw bytes unchecked).
@@ -593,8 +586,11 @@ class _Validator:
         limit = self.max_seq_length
         longest = max(map(len, raws))
         if limit is not None and estimate_tokens(longest * max(per), max(per), 0) > limit:
+            ends = list(accumulate(per))
             pre = [0, *accumulate(map(len, raws))]
-            sizes = map(operator.sub, map(pre.__getitem__, ends), map(pre.__getitem__, starts))
+            sizes = map(
+                operator.sub, map(pre.__getitem__, ends), map(pre.__getitem__, [0, *ends[:-1]])
+            )
             for i, (size, k) in enumerate(zip(sizes, per, strict=True)):
                 t = estimate_tokens(size - 2 * k, k, 0)
                 if t > limit:
