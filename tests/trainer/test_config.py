@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,16 @@ def test_cli_user_error_exit_1_no_traceback(
         == 1
     )
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_bad_dataset_exit_1_nothing_written(
+    tmp_path: Path, tiny: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "usr"}]}\n')
+    out = tmp_path / "out"
+    rc = main(["--base-model", str(tiny("llama")), "--train-data", str(data),
+               "--output-dir", str(out), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{data}:2:1: error[" in err and "Traceback" not in err
+    assert not out.exists()

@@ -48,6 +48,7 @@ def test_hadolint_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # --help imports torch and transformers: ~15 s on a busy CI box
 def test_console_script_is_registered() -> None:
     eps = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert eps.get("tunestack-trainer") == "trainer.__main__:main"

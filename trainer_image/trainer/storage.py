@@ -91,7 +91,7 @@ class Output:
             self.root = mounted
         else:
             self.root = scratch / "output"
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Local outputs are created by the first write: a run that fails validation leaves none.
 
     def pull(self, rel: str) -> None:
         """Downloads ``rel`` (a file or prefix under the output) when the output is remote."""

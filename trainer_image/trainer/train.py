@@ -140,6 +140,13 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
     base = storage.fetch(cfg.base_model, scratch / "base")
     train_path = storage.fetch(cfg.train_data, scratch / "data")
     val_path = storage.fetch(cfg.validation_data, scratch / "val") if cfg.validation_data else None
+    hf_config = AutoConfig.from_pretrained(base)
+    vision = hasattr(hf_config, "vision_config")
+    max_len = cfg.max_seq_length or default_max_seq_length(_model_type(hf_config))
+    train_ex, train_report, errors = read_examples(train_path)
+    val_ex, val_report, val_errors = read_examples(val_path) if val_path else ([], DataReport(), [])
+    if errors or val_errors:
+        raise DataError("\n".join([*errors, *val_errors][:50]))
     out = storage.Output(cfg.output_dir, scratch)
     node = out.root / "postprocess" / "node-0"
     ckpts = node / "checkpoints"
@@ -149,14 +156,6 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
     if (ckpts / "final" / "model.safetensors.index.json").exists():
         _log(d, f"{ckpts / 'final'} exists: the run already finished")
         return Result(node, already_done=True)
-
-    hf_config = AutoConfig.from_pretrained(base)
-    vision = hasattr(hf_config, "vision_config")
-    max_len = cfg.max_seq_length or default_max_seq_length(_model_type(hf_config))
-    train_ex, train_report, errors = read_examples(train_path)
-    val_ex, val_report, val_errors = read_examples(val_path) if val_path else ([], DataReport(), [])
-    if errors or val_errors:
-        raise DataError("\n".join([*errors, *val_errors][:50]))
     has_images = any(e.has_images for e in train_ex + val_ex)
     processor = AutoProcessor.from_pretrained(base) if vision and has_images else None
     tokenizer = (
