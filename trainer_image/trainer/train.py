@@ -278,6 +278,10 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
                 }
                 if d.main and (step % cfg.log_every == 0 or step == total_steps):
                     _append_metrics(node, rec)
+                    if not (cfg.progress and console.is_terminal):
+                        # Logs read by callers (the local server) get a plain line instead.
+                        _log(d, f"step {step}/{total_steps} epoch {epoch + 1} loss {loss:.4f} "
+                                f"lr {lr:.2e} tokens/s {n_tok / dt:.0f}")  # fmt: skip
                 progress.update(
                     task, advance=1, info=f"loss {loss:.4f}  {n_tok / dt:,.0f} tok/s  lr {lr:.2e}"
                 )
