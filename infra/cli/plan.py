@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from infra.emit.offline import run_offline
 from infra.emit.program import check
+from infra.plan import COMPONENTS
 
 #: Inputs left out of change detection: a BucketObject's ``source`` is the local path, which
 #: differs between checkouts; its content hash is already in the object ``name``.
@@ -79,7 +82,8 @@ def plan_document(spec: str | Path) -> dict[str, Any] | None:
         errors = sum(d.severity == "error" for d in checked.diagnostics)
         print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
         return None
-    return run_offline(spec, checked).to_json()
+    with Console(stderr=True).status(f"planning {spec} under Pulumi mocks..."):
+        return run_offline(spec, checked).to_json()
 
 
 def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +136,12 @@ def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
     lines = [
         f"{spec}: {len([r for r in resources if r['parent'] is not None])} resources in {len([r for r in resources if r['parent'] is None])} components"
     ]
-    for component in (r for r in resources if r["parent"] is None):
+    # Components in the order things happen (foundation, storage, tuning, serving).
+    rank = {name: i for i, name in enumerate(COMPONENTS)}
+    components = sorted(
+        (r for r in resources if r["parent"] is None), key=lambda r: rank.get(r["name"], len(rank))
+    )
+    for component in components:
         lines.append(f"\n{component['name']} ({component['type']})")
         for r in (r for r in resources if r["parent"] == component["name"]):
             flags = " [protected]" if r["protect"] else ""

@@ -212,7 +212,7 @@ class Tuning(pulumi.ComponentResource):
                 repository_id=img.repository,
                 format="DOCKER",
                 description="tunestack trainer image",
-                labels=dict(plan.buckets[0].labels) if plan.buckets else None,
+                labels=img.labels,
                 opts=_merge(child, _deps(known, img.depends_on)),
             )
             self.resources[img.repository_name] = known[img.repository_name] = repo

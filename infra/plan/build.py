@@ -257,6 +257,7 @@ def _image(spec: Spec, project: ProjectPlan, api: dict[str, str]) -> ImagePlan |
         repository=repository,
         location=location,
         image_uri=f"{location}-docker.pkg.dev/{project.project_id}/{repository}/trainer",
+        labels=dict(sorted({**MANAGED_BY, **project.labels}.items())),
         depends_on=tuple(api[s] for s in TRAINER_IMAGE_APIS),
     )
 

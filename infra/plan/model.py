@@ -181,6 +181,7 @@ class ImagePlan:
         repository: Repository id.
         location: Repository location.
         image_uri: ``<location>-docker.pkg.dev/<project>/<repository>/trainer``.
+        labels: Repository labels.
         depends_on: APIs the repository needs.
     """
 
@@ -189,6 +190,7 @@ class ImagePlan:
     repository: str
     location: str
     image_uri: str
+    labels: dict[str, str]
     depends_on: tuple[str, ...]
 
 
