@@ -21,7 +21,7 @@ from provider_host import ProviderHost
 
 from infra.providers import vertex as v
 from infra.providers.deployment import ModelDeploymentProvider
-from infra.providers.jobs import JobCompletionProvider, TuningJobProvider
+from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider, TuningJobProvider
 
 CHAT = b"".join(
     b'{"messages": [{"role": "user", "content": "say %d"}, {"role": "assistant", "content": "%d"}]}\n'
@@ -203,3 +203,40 @@ def test_train_deploy_destroy_with_crashes_against_the_local_api(
         proxy.hook = None
         for h in hosts:
             h.close()
+
+
+@pytest.mark.slow
+def test_custom_training_job_runs_the_trainer_through_the_local_api(
+    local_api, tmp_path, monkeypatch
+):
+    """engine trainer_image: our CustomJob's worker pool args drive the real (native) trainer."""
+    monkeypatch.setenv("TUNESTACK_HOME", str(local_api.home))
+    gcs = local_api.storage_client()
+    bucket = gcs.lookup_bucket("providers-custom") or gcs.create_bucket("providers-custom")
+    bucket.blob("train.jsonl").upload_from_string(CHAT)
+    job = {
+        "project": "test-project", "location": "us-central1", "base_model": "qwen/qwen3@qwen3-4b",
+        "tuning_mode": "PEFT_ADAPTER", "epochs": 1, "adapter_size": 4,
+        "train_dataset_uri": "gs://providers-custom/train.jsonl",
+        "output_uri": "gs://providers-custom/out", "display_name": "providers-custom",
+        "labels": {}, "dataset_identity": "gen=1", "api_endpoint": local_api.api_url,
+        "image_uri": "us-central1-docker.pkg.dev/test-project/tunestack/trainer:abc",
+        "replicas": 1, "machine_type": None,
+    }  # fmt: skip
+    env = {"TUNESTACK_HOME": str(local_api.home), **POLL}
+    with ProviderHost(CustomTrainingJobProvider(), env, log=tmp_path / "host.log") as host:
+        name, outs = host.create(job)
+        assert "/customJobs/" in name and outs["adopted"] is False
+        assert host.create(job)[1]["adopted"] is True
+        done = {
+            "project": "test-project", "location": "us-central1", "job_name": name,
+            "output_uri": job["output_uri"], "deadline_seconds": 600,
+            "api_endpoint": local_api.api_url,
+        }  # fmt: skip
+        _, completion = host.using(JobCompletionProvider()).create(done)
+    assert completion["state"] == "JOB_STATE_SUCCEEDED"
+    assert (
+        completion["final_checkpoint_uri"]
+        == "gs://providers-custom/out/postprocess/node-0/checkpoints/final"
+    )
+    assert len(completion["checkpoint_uris"]) == 1
