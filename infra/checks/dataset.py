@@ -71,6 +71,9 @@ _VALID_ROLES = frozenset(
 _MESSAGES = operator.attrgetter("messages")
 _ROLE = operator.attrgetter("role")
 _CONTENT = operator.attrgetter("content")
+_FIRST_CHAR = operator.itemgetter(slice(0, 1))
+_COUNT_COLONS = operator.methodcaller("count", ":")
+_ANY_SPACE = re.compile(r"\s")  # on str, \s is exactly str.isspace()
 # In NUL-joined raw JSON contents: a content that is not a JSON string, or that is empty or
 # starts with a character str.isspace() accepts (raw in UTF-8, or escaped), so it could be
 # whitespace only. Any hit sends the block to the exact path.
@@ -97,7 +100,17 @@ class _ChatExample(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     messages: list[_ChatMessage]
 
 
+class _ChatMessageStr(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class _ChatExampleStr(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    messages: list[_ChatMessageStr]
+
+
 _CHAT_LINES = msgspec.json.Decoder(_ChatExample)
+_CHAT_LINES_STR = msgspec.json.Decoder(_ChatExampleStr)
 
 
 def validate_dataset_file(
@@ -544,8 +557,11 @@ class _Validator:
         C-level passes. Any doubt returns False and the block is checked line by line, which
         names each problem; so this path never hides one.
         """
+        # ASCII blocks keep contents as raw JSON (cheapest); others decode them to str, which
+        # checks UTF-8 per content instead of building one large string for the whole block.
+        ascii_block = block.isascii()
         try:
-            items = _CHAT_LINES.decode_lines(block)
+            items = (_CHAT_LINES if ascii_block else _CHAT_LINES_STR).decode_lines(block)
         except (msgspec.DecodeError, UnicodeDecodeError):
             return False
         n = len(items)
@@ -559,40 +575,46 @@ class _Validator:
         per = list(map(len, map(_MESSAGES, items)))
         msgs = list(chain.from_iterable(map(_MESSAGES, items)))
         total = len(msgs)
-        # Contents, as raw JSON joined with NUL (which raw JSON cannot hold): all strings, none
-        # empty or starting with whitespace (it could be whitespace only), valid UTF-8 (msgspec
-        # checked their JSON escapes but keeps raw bytes unchecked).
-        raws = list(map(_CONTENT, msgs))
-        contents = b"\0".join(raws)
-        if _BAD_START.search(b"\0" + contents[:8]) or _BAD_START.search(contents):
-            return False
-        if not contents.isascii():
-            try:
-                contents.decode("utf-8")
-            except UnicodeDecodeError:
+        contents = list(map(_CONTENT, msgs))
+        # Contents: all strings, none empty or starting with whitespace (it could be whitespace
+        # only). Raw ones are joined with NUL, which raw JSON cannot hold.
+        if ascii_block:
+            joined = b"\0".join(contents)
+            if _BAD_START.search(b"\0" + joined[:8]) or _BAD_START.search(joined):
                 return False
+            inner_colons = joined.count(b":")
+            quotes = 2  # raw lengths include the quotes
+        else:
+            firsts = "".join(map(_FIRST_CHAR, contents))
+            if len(firsts) != total or _ANY_SPACE.search(firsts):
+                return False
+            inner_colons = sum(map(_COUNT_COLONS, contents))
+            quotes = 0
         # Duplicate keys: every key token is followed by exactly one colon, and outside the
         # contents colons occur nowhere else (roles are fixed words, keys known names). So raw
-        # colons in the block minus raw colons in the (kept) contents = key tokens, plus the
-        # colons of any overwritten duplicate value. Equal to the decoded key count means no
-        # key was repeated.
+        # colons in the block minus colons in the (kept) contents = key tokens, plus the colons
+        # of any overwritten duplicate value. Equal to the decoded key count means no key was
+        # repeated. Decoded contents may hold colons written as escapes (\u003a), which the
+        # raw count misses: such blocks take the exact path.
         keys = n + 2 * total
         colons = block.count(b":")
-        if colons != keys and colons - contents.count(b":") != keys:
+        if colons != keys and (
+            colons - inner_colons != keys or (not ascii_block and b"\\u003" in block)
+        ):
             return False
-        # Token estimates from the UTF-8 size of the contents (raw JSON less its quotes); per
-        # example only when the longest example could be over the limit.
-        chars = len(contents) - (total - 1) - 2 * total
+        # Token estimates from the content sizes; per example only when the longest example
+        # could be over the limit.
+        lens = list(map(len, contents))
+        chars = sum(lens) - quotes * total
         limit = self.max_seq_length
-        longest = max(map(len, raws))
-        if limit is not None and estimate_tokens(longest * max(per), max(per), 0) > limit:
+        if limit is not None and estimate_tokens(max(lens) * max(per), max(per), 0) > limit:
             ends = list(accumulate(per))
-            pre = [0, *accumulate(map(len, raws))]
+            pre = [0, *accumulate(lens)]
             sizes = map(
                 operator.sub, map(pre.__getitem__, ends), map(pre.__getitem__, [0, *ends[:-1]])
             )
             for i, (size, k) in enumerate(zip(sizes, per, strict=True)):
-                t = estimate_tokens(size - 2 * k, k, 0)
+                t = estimate_tokens(size - quotes * k, k, 0)
                 if t > limit:
                     self.too_long(lineno + 1 + i, t, exact=False)
         self.tokens += estimate_tokens(chars, total, 0)

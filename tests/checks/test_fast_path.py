@@ -97,6 +97,8 @@ NEAR_MISSES = {
     "escaped space content": '{"messages": [{"role": "user", "content": "\\n\\t"}, {"role": "assistant", "content": "b"}]}',
     "unicode space content": '{"messages": [{"role": "user", "content": "\\u3000"}, {"role": "assistant", "content": "b"}]}',
     "raw nbsp content": '{"messages": [{"role": "user", "content": "\u00a0"}, {"role": "assistant", "content": "b"}]}',
+    "raw ideographic space": '{"messages": [{"role": "user", "content": "\u3000\u2009"}, {"role": "assistant", "content": "b"}]}',
+    "escaped colon balances a dup": '{"messages": [{"role": "user", "content": "\\u003a", "content": "a"}, {"role": "assistant", "content": "b"}]}',
     "number content": '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}]}',
     "list content": '{"messages": [{"role": "user", "content": ["a"]}, {"role": "assistant", "content": "b"}]}',
     "null content": '{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "b"}]}',
@@ -113,13 +115,15 @@ NEAR_MISSES = {
 }
 
 
+@pytest.mark.parametrize("ascii_", [False, True], ids=["utf8-block", "ascii-block"])
 @pytest.mark.parametrize("name", sorted(NEAR_MISSES))
 def test_near_misses_are_never_accepted_silently(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, ascii_: bool
 ) -> None:
     rng = random.Random(2)
     path = tmp_path / "mixed.jsonl"
-    good = [json.dumps(chat(rng, i)) for i in range(20)]
+    # ASCII blocks and UTF-8 blocks take different fast-path branches: test both.
+    good = [json.dumps(chat(rng, i), ensure_ascii=ascii_) for i in range(20)]
     path.write_text("\n".join([*good[:10], NEAR_MISSES[name], *good[10:]]) + "\n", encoding="utf-8")
     (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
     assert key(fd) == key(sd)
