@@ -103,6 +103,7 @@ def test_up_kill_9_rerun_converges_then_noop_then_down(tmp_path: Path) -> None:
     assert (home / "local" / "gcs" / "tunestack-local-demo").is_dir()  # buckets are kept
 
 
+@pytest.mark.slow
 def test_invalid_dataset_uploads_nothing_and_starts_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     spec = _spec(tmp_path)
@@ -117,6 +118,7 @@ def test_invalid_dataset_uploads_nothing_and_starts_nothing(tmp_path: Path) -> N
     assert not (home / "local" / "api.json").exists() and not (home / "local" / "gcs").exists()
 
 
+@pytest.mark.slow
 def test_down_when_nothing_runs_is_a_noop(tmp_path: Path) -> None:
     result = _tunestack(tmp_path / "home", "down", str(_spec(tmp_path)), "--local", timeout=120)
     assert result.returncode == 0 and "no local API is running" in result.stdout
