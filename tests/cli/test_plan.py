@@ -151,3 +151,12 @@ def test_bad_diff_target(capsys, spec: Path, tmp_path: Path) -> None:
     bad.write_text("[1, 2]")
     code, _, err = run(capsys, "plan", str(spec), "--diff-against", str(bad))
     assert code == 1 and "error[invalid-value]" in err and "Traceback" not in err
+
+
+def test_diff_against_itself_is_empty(capsys, spec: Path) -> None:
+    code, md, _ = run(
+        capsys, "plan", str(spec), "--diff-against", str(spec), "--format", "markdown"
+    )
+    assert code == 0
+    assert "**0** to add, **0** to change, **0** to remove." in md
+    assert "No resource changes." in md and "(**+0**)" in md
