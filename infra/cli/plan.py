@@ -295,6 +295,9 @@ def _md_jobs(doc: dict[str, Any]) -> list[str]:
 
 
 def _job_line(j: dict[str, Any]) -> str:
+    if j["tokens"] is None:
+        after = f", after {', '.join(j['after'])}" if j["after"] else ""
+        return f"training data not read (gs:// without access): tokens unknown, {j['epochs']} epochs, {j['checkpoints']} checkpoints{after}"
     kind = "exact" if j["tokens_exact"] else "estimated"
     after = f", after {', '.join(j['after'])}" if j["after"] else ""
     return f"{_num(j['examples'])} examples, {_num(j['tokens'])} tokens ({kind}) x {j['epochs']} epochs = {_num(j['training_tokens'])} training tokens, {j['checkpoints']} checkpoints{after}"

@@ -318,6 +318,10 @@ def _jobs(
             if sha:
                 identity.append(f"{split}:{sha}")
         summary = summaries.get(job.name)
+        train = ds_specs[job.dataset].train
+        if not getattr(_summary(report, train, spec_dir / train), "checked", False):
+            # The training file was not read (gs:// without access): counts are unknown, not 0.
+            summary = None
         tokens = getattr(summary, "tokens", None)
         name, completion = names[job.name]
         jobs.append(
@@ -345,9 +349,7 @@ def _jobs(
                 examples=getattr(summary, "examples", None),
                 tokens=tokens,
                 tokens_exact=bool(getattr(summary, "tokens_exact", False)),
-                training_tokens=getattr(summary, "training_tokens", None)
-                if summary is not None
-                else None,
+                training_tokens=getattr(summary, "training_tokens", None),
                 checkpoints=catalog.checkpoints_kept(job.epochs),
             )
         )

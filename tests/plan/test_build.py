@@ -152,3 +152,14 @@ def test_created_project_is_first(tmp_path: Path) -> None:
     assert plan.project.create and plan.project.org_id == "42"
     assert plan.order()[0] == "project"
     assert all(a.depends_on == ("project",) for a in plan.apis)
+
+
+def test_unread_gs_dataset_has_unknown_counts(tmp_path: Path) -> None:
+    spec = base(jobs=1)
+    spec["buckets"].append({"name": "acme-plan-remote", "create": False})
+    spec["datasets"] = [{"name": "d", "train": "gs://acme-plan-remote/train.jsonl"}]
+    plan = plan_of(spec_file(tmp_path, spec))
+    job = plan.jobs[0]
+    assert (job.examples, job.tokens, job.training_tokens) == (None, None, None)
+    assert plan.training_tokens is None
+    assert job.train_uri == "gs://acme-plan-remote/train.jsonl" and plan.uploads == ()
