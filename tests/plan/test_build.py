@@ -154,7 +154,8 @@ def test_created_project_is_first(tmp_path: Path) -> None:
     assert all(a.depends_on == ("project",) for a in plan.apis)
 
 
-def test_unread_gs_dataset_has_unknown_counts(tmp_path: Path) -> None:
+def test_unread_gs_dataset_has_unknown_counts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     spec = base(jobs=1)
     spec["buckets"].append({"name": "acme-plan-remote", "create": False})
     spec["datasets"] = [{"name": "d", "train": "gs://acme-plan-remote/train.jsonl"}]
