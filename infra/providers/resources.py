@@ -33,7 +33,8 @@ def _props(args: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
     # Outputs must be present (as None) at registration to be readable as attributes.
     # Not dataclasses.asdict: it deep-copies values, and Outputs must pass through as they are.
     props = {f.name: getattr(args, f.name) for f in fields(args)}
-    props.update({name: None for name in outputs})
+    # An output that is also an input (ServiceAgents.project_number) keeps the input's value.
+    props.update({name: None for name in outputs if name not in props})
     return props
 
 
