@@ -320,7 +320,7 @@ class _Checker:
                 )
             if j.engine == "managed":
                 for key in ("machine_type", "replicas"):
-                    if key in _written(self.positions, f"{base}."):
+                    if f"{base}.{key}" in self.positions:  # written, not defaulted
                         self.add(
                             "invalid-value",
                             f"{base}.{key}",
@@ -461,12 +461,3 @@ class _Checker:
                 )
             else:
                 first[name] = i
-
-
-def _written(positions: Positions, prefix: str) -> set[str]:
-    """Keys written directly under ``prefix`` (defaults are not in positions)."""
-    return {
-        k[len(prefix) :]
-        for k in positions
-        if k.startswith(prefix) and "." not in k[len(prefix) :] and "[" not in k[len(prefix) :]
-    }
