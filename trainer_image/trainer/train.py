@@ -191,7 +191,9 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
         params,
         lr=cfg.peak_learning_rate(),
         weight_decay=cfg.weight_decay,
-        fused=d.device.type == "cuda",
+        # Fused AdamW (CPU and CUDA) is ~4x faster than the per-tensor loop on CPU; FSDP2's
+        # sharded DTensor parameters keep torch's default implementation.
+        fused=not (cfg.tuning_mode == FULL and d.world > 1),
     )
     warmup = int(total_steps * cfg.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
