@@ -158,6 +158,8 @@ def test_resume_continues(
     train(config(**kw, epochs=2))
     node = out / "postprocess/node-0"
     shutil.rmtree(node / "checkpoints/final")
+    with (node / "metrics.jsonl").open("a") as fh:  # logged after the checkpoint, then killed
+        fh.write(json.dumps({"step": 5, "epoch": 3, "loss": 1.0}) + "\n")
     state = json.loads((node / "resume/state.json").read_text())
     assert state == {"epoch": 2, "step": 4}
     res = train(config(**kw, epochs=3))

@@ -204,6 +204,7 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
         _log(d, f"resuming at step {step} (epoch {start_epoch + 1}/{cfg.epochs})")
     if d.main:
         node.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(node, step)
         (node / "run.json").write_text(
             json.dumps(
                 {
@@ -639,6 +640,16 @@ def _maybe_resume(
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
     return int(meta["epoch"]), int(meta["step"])
+
+
+def _truncate_metrics(node: Path, step: int) -> None:
+    """Drops metrics past the resume point (steps an interrupted run logged after its last
+    checkpoint are trained again and logged again)."""
+    path = node / "metrics.jsonl"
+    if not path.exists():
+        return
+    keep = [x for x in path.read_text().splitlines() if x and json.loads(x)["step"] <= step]
+    path.write_text("".join(x + "\n" for x in keep))
 
 
 def _append_metrics(node: Path, rec: dict[str, Any]) -> None:
