@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pulumi
 
@@ -97,23 +96,7 @@ def tuning_job(
         child: Options placing children in the Tuning component.
         resolve: Logical names -> registered resources (grants, uploads, previous jobs).
     """
-    common: dict[str, Any] = {
-        "project": project_id,
-        "location": region,
-        "base_model": job.base_model,
-        "tuning_mode": job.tuning_mode,
-        "train_dataset_uri": job.train_uri,
-        "output_uri": job.output_uri,
-        "epochs": job.epochs,
-        "custom_base_model": job.custom_base_model,
-        "learning_rate": job.learning_rate,
-        "learning_rate_multiplier": job.learning_rate_multiplier,
-        "adapter_size": job.adapter_size,
-        "validation_dataset_uri": job.validation_uri,
-        "display_name": job.job,
-        "labels": job.labels,
-        "dataset_identity": job.dataset_identity,
-    }
+    common = job.provider_inputs(project_id, region)
     opts = pulumi.ResourceOptions.merge(
         child, pulumi.ResourceOptions(depends_on=resolve(job.depends_on))
     )
@@ -163,18 +146,7 @@ def model_deployment(
     opts: pulumi.ResourceOptions,
 ) -> r.ModelDeployment:
     """A Model Garden deployment of the endpoint's weights."""
-    args = r.ModelDeploymentArgs(
-        project=project_id,
-        location=region,
-        gcs_uri=gcs_uri,
-        machine_type=endpoint.machine_type,
-        endpoint_display_name=endpoint.endpoint,
-        model_display_name=endpoint.job or endpoint.endpoint,
-        accelerator_type=endpoint.accelerator_type,
-        accelerator_count=endpoint.accelerator_count,
-        min_replicas=endpoint.min_replicas,
-        max_replicas=endpoint.max_replicas,
-    )
+    args = r.ModelDeploymentArgs(**endpoint.provider_inputs(project_id, region, gcs_uri))
     return r.ModelDeployment(endpoint.name, args, opts)
 
 

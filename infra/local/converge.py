@@ -268,24 +268,8 @@ def _uploads(gcs: Any, plan: Plan, changes: Changes, console: Console, status: S
 
 
 def _job_inputs(plan: Plan, job: JobPlan) -> dict[str, Any]:
-    """The providers' job inputs (as :mod:`infra.emit.vertex` builds them): same key."""
-    inputs: dict[str, Any] = {
-        "project": plan.project.project_id,
-        "location": plan.project.region,
-        "base_model": job.base_model,
-        "tuning_mode": job.tuning_mode,
-        "train_dataset_uri": job.train_uri,
-        "output_uri": job.output_uri,
-        "epochs": job.epochs,
-        "custom_base_model": job.custom_base_model,
-        "learning_rate": job.learning_rate,
-        "learning_rate_multiplier": job.learning_rate_multiplier,
-        "adapter_size": job.adapter_size,
-        "validation_dataset_uri": job.validation_uri,
-        "display_name": job.job,
-        "labels": job.labels,
-        "dataset_identity": job.dataset_identity,
-    }
+    """The providers' job inputs, as the Pulumi program builds them: the same job key."""
+    inputs = job.provider_inputs(plan.project.project_id, plan.project.region)
     if job.engine == "trainer_image":
         inputs.update(image_uri=LOCAL_IMAGE, replicas=job.replicas, machine_type=job.machine_type)
     return inputs
@@ -376,19 +360,8 @@ def _last_log_line(target: vertex.Target, collection: str, rid: str) -> str:
 
 
 def _deploy_inputs(plan: Plan, ep: EndpointPlan) -> dict[str, Any]:
-    """The providers' deployment inputs (as :mod:`infra.emit.vertex` builds them)."""
-    return {
-        "project": plan.project.project_id,
-        "location": plan.project.region,
-        "gcs_uri": ep.model_uri,
-        "machine_type": ep.machine_type,
-        "endpoint_display_name": ep.endpoint,
-        "model_display_name": ep.job or ep.endpoint,
-        "accelerator_type": ep.accelerator_type,
-        "accelerator_count": ep.accelerator_count,
-        "min_replicas": ep.min_replicas,
-        "max_replicas": ep.max_replicas,
-    }
+    """The providers' deployment inputs, as the Pulumi program builds them."""
+    return ep.provider_inputs(plan.project.project_id, plan.project.region, ep.model_uri)
 
 
 def _server_idle(target: vertex.Target) -> bool:

@@ -8,6 +8,7 @@ identifies a resource) and ``depends_on``: the names of the nodes that must exis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Component groups (ComponentResource name -> type token). Renaming one changes every URN
 #: under it, so these are part of the state contract: add ``aliases`` before changing them.
@@ -257,6 +258,28 @@ class JobPlan:
     def final_uri(self) -> str:
         return checkpoint_uri(self.output_uri, "final")
 
+    def provider_inputs(self, project: Any, location: str) -> dict[str, Any]:
+        """The inputs of the job's dynamic resource (TuningJob, or CustomTrainingJob less its
+        image fields). The Pulumi program and ``up --local`` both use this, so they derive the
+        same job key and adopt each other's jobs."""
+        return {
+            "project": project,
+            "location": location,
+            "base_model": self.base_model,
+            "tuning_mode": self.tuning_mode,
+            "train_dataset_uri": self.train_uri,
+            "output_uri": self.output_uri,
+            "epochs": self.epochs,
+            "custom_base_model": self.custom_base_model,
+            "learning_rate": self.learning_rate,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+            "adapter_size": self.adapter_size,
+            "validation_dataset_uri": self.validation_uri,
+            "display_name": self.job,
+            "labels": self.labels,
+            "dataset_identity": self.dataset_identity,
+        }
+
 
 @dataclass(frozen=True)
 class EndpointPlan:
@@ -294,6 +317,21 @@ class EndpointPlan:
     weights_gb: float | None
     fits: bool | None
     depends_on: tuple[str, ...]
+
+    def provider_inputs(self, project: Any, location: str, gcs_uri: Any) -> dict[str, Any]:
+        """The inputs of the endpoint's ModelDeployment (program and ``up --local`` alike)."""
+        return {
+            "project": project,
+            "location": location,
+            "gcs_uri": gcs_uri,
+            "machine_type": self.machine_type,
+            "endpoint_display_name": self.endpoint,
+            "model_display_name": self.job or self.endpoint,
+            "accelerator_type": self.accelerator_type,
+            "accelerator_count": self.accelerator_count,
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+        }
 
 
 @dataclass(frozen=True)
