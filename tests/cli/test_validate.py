@@ -172,8 +172,8 @@ def test_schema_file_is_current(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert schema["additionalProperties"] is False and "tuning_jobs" in schema["properties"]
 
 
-def test_spec_reference_doc_lists_every_code_and_nothing_else() -> None:
-    doc = (ROOT / "docs" / "spec-reference.md").read_text()
+def test_readme_lists_every_code_and_nothing_else() -> None:
+    doc = (ROOT / "README.md").read_text()
     table = re.findall(r"^\| `([a-z0-9-]+)` \|", doc.split("## Error codes", 1)[1], re.M)
     assert sorted(table) == sorted(CODES)
 
