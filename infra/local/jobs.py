@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer import tiny
+from trainer.tiny import build_tiny_checkpoint
 
 from infra import catalog
 from infra.local import home, storage
@@ -415,7 +415,7 @@ def smoke_model(family: str) -> Path:
     with _smoke_lock:
         if not (out / "config.json").exists():
             tmp = out.with_name(f".{family}.tmp")
-            tiny.build_tiny_checkpoint(family, tmp)
+            build_tiny_checkpoint(family, tmp)
             os.replace(tmp, out)
     return out
 

@@ -12,4 +12,14 @@ from infra.spec.models import (
     TuningJob,
 )
 
-__all__ = ["Bucket", "Dataset", "Endpoint", "IamGrant", "Project", "Spec", "SpecModel", "TrainerImage", "TuningJob"]
+__all__ = [
+    "Bucket",
+    "Dataset",
+    "Endpoint",
+    "IamGrant",
+    "Project",
+    "Spec",
+    "SpecModel",
+    "TrainerImage",
+    "TuningJob",
+]

@@ -7,6 +7,7 @@ resources); crash tests ask for fresh hosts they can kill.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -34,8 +35,17 @@ FAST_POLL = {
 
 @pytest.fixture(scope="session")
 def gcs() -> Iterator[str]:
-    """The real fake-gcs-server (in-memory), for checkpoint listing and build sources."""
+    """The real fake-gcs-server (in-memory), for checkpoint listing and build sources.
+
+    The wrapper exports STORAGE_EMULATOR_HOST for the whole process; put it back at once, or
+    every later test in the session (validation, plan) would read gs:// through this server.
+    """
+    before = os.environ.get("STORAGE_EMULATOR_HOST")
     with FakeGCSServer() as server:
+        if before is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = before
         yield server.url
 
 

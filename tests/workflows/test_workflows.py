@@ -279,9 +279,10 @@ def test_pr_steps_post_a_plan_diff_of_the_changed_spec(tmp_path):
 
     plan = step_script("config-pr.yml", "plan", "Plan against the base branch")
     env["SPECS"] = outputs["specs"]
-    subprocess.run(
-        ["bash", "-eo", "pipefail", "-c", plan], cwd=repo, env=env, check=True, capture_output=True
+    ran = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", plan], cwd=repo, env=env, capture_output=True, text=True
     )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
     markdown = (repo / "plan.md").read_text()
     assert "`specs/team.yaml`" in markdown
     # Only the changed job, changed in place, with the changed field named.

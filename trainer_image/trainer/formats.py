@@ -106,12 +106,20 @@ def detect_format(obj: dict[str, Any]) -> str | None:
     """Names the format of a decoded JSON object by its keys, or None when it is in none."""
     if "messages" in obj:
         msgs = obj["messages"]
-        if isinstance(msgs, list) and any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in msgs):
+        if isinstance(msgs, list) and any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) for m in msgs
+        ):
             return MULTIMODAL_CHAT
         return CHAT
     if "contents" in obj:
         contents = obj["contents"]
-        if isinstance(contents, list) and any(_is_image_part(p) for c in contents if isinstance(c, dict) for p in (c.get("parts") or []) if isinstance(p, dict)):
+        if isinstance(contents, list) and any(
+            _is_image_part(p)
+            for c in contents
+            if isinstance(c, dict)
+            for p in (c.get("parts") or [])
+            if isinstance(p, dict)
+        ):
             return MULTIMODAL_GENERATE_CONTENT
         return GENERATE_CONTENT
     if "prompt" in obj and "completion" in obj:
@@ -130,11 +138,22 @@ def parse_example(obj: Any) -> ParseResult:
         A :class:`ParseResult`; ``example`` is None when an error makes the example unusable.
     """
     if not isinstance(obj, dict):
-        return ParseResult(None, [Issue("not-an-object", "", f"expected a JSON object, got {_kind(obj)}")])
+        return ParseResult(
+            None, [Issue("not-an-object", "", f"expected a JSON object, got {_kind(obj)}")]
+        )
     fmt = detect_format(obj)
     if fmt is None:
         keys = ", ".join(sorted(obj)) or "none"
-        return ParseResult(None, [Issue("unknown-format", "", f"not a Vertex dataset format (keys: {keys}); expected 'messages', 'contents' or 'prompt'+'completion'")])
+        return ParseResult(
+            None,
+            [
+                Issue(
+                    "unknown-format",
+                    "",
+                    f"not a Vertex dataset format (keys: {keys}); expected 'messages', 'contents' or 'prompt'+'completion'",
+                )
+            ],
+        )
     issues: list[Issue] = []
     if fmt == PROMPT_COMPLETION:
         turns = _parse_prompt_completion(obj, issues)
@@ -157,10 +176,15 @@ def decode_data_url(url: str) -> tuple[str, bytes]:
     """
     head, sep, payload = url.partition(",")
     if not sep or not head.startswith("data:") or not head.endswith(";base64"):
-        raise ValueError("invalid-image-uri", "a data URL must look like data:image/jpeg;base64,<data>")
+        raise ValueError(
+            "invalid-image-uri", "a data URL must look like data:image/jpeg;base64,<data>"
+        )
     mime = head[5:-7].lower()
     if mime not in IMAGE_MIME_TYPES:
-        raise ValueError("unsupported-image-type", f"image type {mime or '(none)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}")
+        raise ValueError(
+            "unsupported-image-type",
+            f"image type {mime or '(none)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}",
+        )
     return mime, _b64(payload, mime)
 
 
@@ -178,7 +202,12 @@ def sniff_image(data: bytes) -> str | None:
 def mime_from_uri(uri: str) -> str | None:
     """Guesses an image type from a URI's extension (gs:// images carry no declared type)."""
     ext = uri.rsplit(".", 1)[-1].lower() if "." in uri.rsplit("/", 1)[-1] else ""
-    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(ext)
+    return {
+        "jpg": "image/jpeg",
+        "jpeg": "image/jpeg",
+        "png": "image/png",
+        "webp": "image/webp",
+    }.get(ext)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -187,7 +216,14 @@ _TurnAt = tuple[Turn, str]  # a turn and the field path it came from
 
 
 def _kind(v: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+    return {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(v), type(v).__name__)
 
 
 def _text(v: Any, path: str, issues: list[Issue]) -> str | None:
@@ -204,17 +240,27 @@ def _role(v: Any, path: str, allowed: tuple[str, ...], issues: list[Issue]) -> R
         return v  # type: ignore[return-value]
     hint = ""
     if isinstance(v, str):
-        alias = {"human": "user", "gpt": "assistant", "model": "assistant", "bot": "assistant", "ai": "assistant"}.get(v.lower())
+        alias = {
+            "human": "user",
+            "gpt": "assistant",
+            "model": "assistant",
+            "bot": "assistant",
+            "ai": "assistant",
+        }.get(v.lower())
         close = alias or next(iter(difflib.get_close_matches(v, allowed, n=1)), None)
         hint = f"; did you mean '{close}'?" if close else ""
-    issues.append(Issue("invalid-role", path, f"role {v!r} is not one of {', '.join(allowed)}{hint}"))
+    issues.append(
+        Issue("invalid-role", path, f"role {v!r} is not one of {', '.join(allowed)}{hint}")
+    )
     return None
 
 
 def _parse_prompt_completion(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | None:
     extra = sorted(set(obj) - {"prompt", "completion"})
     for k in extra:
-        issues.append(Issue("unknown-field", k, f"unknown key {k!r} in a prompt/completion example"))
+        issues.append(
+            Issue("unknown-field", k, f"unknown key {k!r} in a prompt/completion example")
+        )
     prompt = _text(obj["prompt"], "prompt", issues)
     completion = _text(obj["completion"], "completion", issues)
     if prompt is None or completion is None:
@@ -227,7 +273,9 @@ def _parse_chat(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | Non
         issues.append(Issue("unknown-field", k, f"unknown key {k!r} in a chat example"))
     msgs = obj["messages"]
     if not isinstance(msgs, list):
-        issues.append(Issue("invalid-value", "messages", f"expected a list of messages, got {_kind(msgs)}"))
+        issues.append(
+            Issue("invalid-value", "messages", f"expected a list of messages, got {_kind(msgs)}")
+        )
         return None
     if not msgs:
         issues.append(Issue("missing-assistant-turn", "messages", "the conversation is empty"))
@@ -237,14 +285,18 @@ def _parse_chat(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | Non
     for i, m in enumerate(msgs):
         path = f"messages[{i}]"
         if not isinstance(m, dict):
-            issues.append(Issue("invalid-value", path, f"expected a message object, got {_kind(m)}"))
+            issues.append(
+                Issue("invalid-value", path, f"expected a message object, got {_kind(m)}")
+            )
             ok = False
             continue
         for k in sorted(set(m) - {"role", "content"}):
             issues.append(Issue("unknown-field", f"{path}.{k}", f"unknown key {k!r} in a message"))
         if "role" not in m or "content" not in m:
             missing = "role" if "role" not in m else "content"
-            issues.append(Issue("missing-field", f"{path}.{missing}", f"a message needs '{missing}'"))
+            issues.append(
+                Issue("missing-field", f"{path}.{missing}", f"a message needs '{missing}'")
+            )
             ok = False
             continue
         role = _role(m["role"], f"{path}.role", _ROLES, issues)
@@ -260,7 +312,9 @@ def _parse_chat(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | Non
     return turns if ok else None
 
 
-def _chat_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | None, tuple[Image, ...]]:
+def _chat_parts(
+    parts: list[Any], path: str, issues: list[Issue]
+) -> tuple[str | None, tuple[Image, ...]]:
     if not parts:
         issues.append(Issue("empty-content", path, "content list is empty"))
         return "", ()
@@ -271,7 +325,13 @@ def _chat_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str |
         pp = f"{path}[{j}]"
         if not isinstance(p, dict) or p.get("type") not in ("text", "image_url"):
             got = p.get("type") if isinstance(p, dict) else _kind(p)
-            issues.append(Issue("invalid-value", pp, f"a content part must be {{'type': 'text'}} or {{'type': 'image_url'}}, got {got!r}"))
+            issues.append(
+                Issue(
+                    "invalid-value",
+                    pp,
+                    f"a content part must be {{'type': 'text'}} or {{'type': 'image_url'}}, got {got!r}",
+                )
+            )
             continue
         if p["type"] == "text":
             t = _text(p.get("text"), f"{pp}.text", issues)
@@ -292,7 +352,9 @@ def _chat_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str |
 
 def _image_from_url(url: Any, path: str, issues: list[Issue]) -> Image | None:
     if not isinstance(url, str):
-        issues.append(Issue("invalid-image-uri", path, f"expected an image URL string, got {_kind(url)}"))
+        issues.append(
+            Issue("invalid-image-uri", path, f"expected an image URL string, got {_kind(url)}")
+        )
         return None
     if url.startswith("data:"):
         try:
@@ -306,14 +368,32 @@ def _image_from_url(url: Any, path: str, issues: list[Issue]) -> Image | None:
 
 def _gs_image(uri: str, declared: str | None, path: str, issues: list[Issue]) -> Image | None:
     if uri.startswith(("http://", "https://")):
-        issues.append(Issue("invalid-image-uri", path, "http(s) image URLs are not fetched by Vertex; upload the image to Cloud Storage and use gs://"))
+        issues.append(
+            Issue(
+                "invalid-image-uri",
+                path,
+                "http(s) image URLs are not fetched by Vertex; upload the image to Cloud Storage and use gs://",
+            )
+        )
         return None
     if not uri.startswith("gs://") or len(uri) <= 5 or "/" not in uri[5:] or uri.endswith("/"):
-        issues.append(Issue("invalid-image-uri", path, f"{uri[:80]!r} is not gs://bucket/object or a data:image/...;base64 URL"))
+        issues.append(
+            Issue(
+                "invalid-image-uri",
+                path,
+                f"{uri[:80]!r} is not gs://bucket/object or a data:image/...;base64 URL",
+            )
+        )
         return None
     mime = (declared or mime_from_uri(uri) or "").lower()
     if mime not in IMAGE_MIME_TYPES:
-        issues.append(Issue("unsupported-image-type", path, f"image type {mime or '(unknown extension)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}"))
+        issues.append(
+            Issue(
+                "unsupported-image-type",
+                path,
+                f"image type {mime or '(unknown extension)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}",
+            )
+        )
         return None
     return Image(mime, uri=uri)
 
@@ -325,7 +405,10 @@ def _b64(payload: str, mime: str) -> bytes:
         raise ValueError("invalid-base64", "image data is not valid base64") from None
     sniffed = sniff_image(data)
     if sniffed != mime:
-        raise ValueError("invalid-base64", f"decoded bytes are {sniffed or 'not an image'}, but the declared type is {mime}")
+        raise ValueError(
+            "invalid-base64",
+            f"decoded bytes are {sniffed or 'not an image'}, but the declared type is {mime}",
+        )
     return data
 
 
@@ -347,19 +430,31 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
     if si is not None:
         parts = si.get("parts") if isinstance(si, dict) else None
         if not isinstance(parts, list):
-            issues.append(Issue("invalid-value", f"{si_key}.parts", "systemInstruction needs a 'parts' list"))
+            issues.append(
+                Issue("invalid-value", f"{si_key}.parts", "systemInstruction needs a 'parts' list")
+            )
             ok = False
         else:
             text, images = _gc_parts(parts, f"{si_key}.parts", issues)
             if images:
-                issues.append(Issue("invalid-value", f"{si_key}.parts", "a system instruction cannot hold images"))
+                issues.append(
+                    Issue(
+                        "invalid-value",
+                        f"{si_key}.parts",
+                        "a system instruction cannot hold images",
+                    )
+                )
             if text is None:
                 ok = False
             else:
                 turns.append((Turn("system", text), si_key))
     contents = obj["contents"]
     if not isinstance(contents, list):
-        issues.append(Issue("invalid-value", "contents", f"expected a list of contents, got {_kind(contents)}"))
+        issues.append(
+            Issue(
+                "invalid-value", "contents", f"expected a list of contents, got {_kind(contents)}"
+            )
+        )
         return None
     if not contents:
         issues.append(Issue("missing-assistant-turn", "contents", "the conversation is empty"))
@@ -367,20 +462,30 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
     for i, c in enumerate(contents):
         path = f"contents[{i}]"
         if not isinstance(c, dict):
-            issues.append(Issue("invalid-value", path, f"expected a content object, got {_kind(c)}"))
+            issues.append(
+                Issue("invalid-value", path, f"expected a content object, got {_kind(c)}")
+            )
             ok = False
             continue
         for k in sorted(set(c) - {"role", "parts"}):
             issues.append(Issue("unknown-field", f"{path}.{k}", f"unknown key {k!r} in a content"))
         if "role" not in c or "parts" not in c:
             missing = "role" if "role" not in c else "parts"
-            issues.append(Issue("missing-field", f"{path}.{missing}", f"a content needs '{missing}'"))
+            issues.append(
+                Issue("missing-field", f"{path}.{missing}", f"a content needs '{missing}'")
+            )
             ok = False
             continue
         role = _role(c["role"], f"{path}.role", _CONTENT_ROLES, issues)
         parts = c["parts"]
         if not isinstance(parts, list):
-            issues.append(Issue("invalid-value", f"{path}.parts", f"expected a list of parts, got {_kind(parts)}"))
+            issues.append(
+                Issue(
+                    "invalid-value",
+                    f"{path}.parts",
+                    f"expected a list of parts, got {_kind(parts)}",
+                )
+            )
             ok = False
             continue
         text, images = _gc_parts(parts, f"{path}.parts", issues)
@@ -391,7 +496,9 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
     return turns if ok else None
 
 
-def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | None, tuple[Image, ...]]:
+def _gc_parts(
+    parts: list[Any], path: str, issues: list[Issue]
+) -> tuple[str | None, tuple[Image, ...]]:
     if not parts:
         issues.append(Issue("empty-content", path, "parts list is empty"))
         return "", ()
@@ -412,14 +519,28 @@ def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | N
         if fd_key:
             fd = p[fd_key]
             if not isinstance(fd, dict):
-                issues.append(Issue("invalid-value", f"{pp}.{fd_key}", "file_data must be an object with mime_type and file_uri"))
+                issues.append(
+                    Issue(
+                        "invalid-value",
+                        f"{pp}.{fd_key}",
+                        "file_data must be an object with mime_type and file_uri",
+                    )
+                )
                 continue
             uri = _get(fd, "file_uri", "fileUri")
             mime = _get(fd, "mime_type", "mimeType")
             if not isinstance(uri, str):
-                issues.append(Issue("invalid-image-uri", f"{pp}.{fd_key}.file_uri", "file_data needs a file_uri string"))
+                issues.append(
+                    Issue(
+                        "invalid-image-uri",
+                        f"{pp}.{fd_key}.file_uri",
+                        "file_data needs a file_uri string",
+                    )
+                )
                 continue
-            img = _gs_image(uri, mime if isinstance(mime, str) else None, f"{pp}.{fd_key}.file_uri", issues)
+            img = _gs_image(
+                uri, mime if isinstance(mime, str) else None, f"{pp}.{fd_key}.file_uri", issues
+            )
             if img is not None:
                 images.append(img)
             continue
@@ -429,17 +550,33 @@ def _gc_parts(parts: list[Any], path: str, issues: list[Issue]) -> tuple[str | N
             mime = _get(idd, "mime_type", "mimeType") if isinstance(idd, dict) else None
             data = idd.get("data") if isinstance(idd, dict) else None
             if not isinstance(mime, str) or mime.lower() not in IMAGE_MIME_TYPES:
-                issues.append(Issue("unsupported-image-type", f"{pp}.{id_key}.mime_type", f"image type {mime!r} is not one of {', '.join(IMAGE_MIME_TYPES)}"))
+                issues.append(
+                    Issue(
+                        "unsupported-image-type",
+                        f"{pp}.{id_key}.mime_type",
+                        f"image type {mime!r} is not one of {', '.join(IMAGE_MIME_TYPES)}",
+                    )
+                )
                 continue
             if not isinstance(data, str):
-                issues.append(Issue("invalid-base64", f"{pp}.{id_key}.data", "inline_data needs base64 'data'"))
+                issues.append(
+                    Issue(
+                        "invalid-base64", f"{pp}.{id_key}.data", "inline_data needs base64 'data'"
+                    )
+                )
                 continue
             try:
                 images.append(Image(mime.lower(), data=_b64(data, mime.lower())))
             except ValueError as e:
                 issues.append(Issue(e.args[0], f"{pp}.{id_key}.data", e.args[1]))
             continue
-        issues.append(Issue("invalid-value", pp, f"a part needs 'text', 'file_data' or 'inline_data' (keys: {', '.join(sorted(p)) or 'none'})"))
+        issues.append(
+            Issue(
+                "invalid-value",
+                pp,
+                f"a part needs 'text', 'file_data' or 'inline_data' (keys: {', '.join(sorted(p)) or 'none'})",
+            )
+        )
     if not texts and not images and len(issues) == issues_before:
         issues.append(Issue("empty-content", path, "parts hold no text and no image"))
     return "\n".join(texts), tuple(images)
@@ -451,15 +588,31 @@ def _check_order(turns: list[_TurnAt], fmt: str, issues: list[Issue]) -> None:
     for k, (t, path) in enumerate(turns):
         if t.role == "system":
             if k != 0:
-                issues.append(Issue("role-order", f"{path}.role", "a system message must come first"))
+                issues.append(
+                    Issue("role-order", f"{path}.role", "a system message must come first")
+                )
             continue
         if prev is None and t.role != "user":
-            issues.append(Issue("role-order", f"{path}.role", "the conversation must start with a user turn"))
+            issues.append(
+                Issue("role-order", f"{path}.role", "the conversation must start with a user turn")
+            )
         elif t.role == prev:
-            issues.append(Issue("role-order", f"{path}.role", f"two {t.role} turns in a row; merge them or add the missing turn between"))
+            issues.append(
+                Issue(
+                    "role-order",
+                    f"{path}.role",
+                    f"two {t.role} turns in a row; merge them or add the missing turn between",
+                )
+            )
         prev = t.role
     if not any(t.role == "assistant" for t, _ in turns):
         where = "messages" if FAMILY[fmt] == CHAT else "contents"
-        issues.append(Issue("missing-assistant-turn", where, "no assistant turn: there is nothing to learn from"))
+        issues.append(
+            Issue(
+                "missing-assistant-turn", where, "no assistant turn: there is nothing to learn from"
+            )
+        )
     elif turns[-1][0].role != "assistant":
-        issues.append(Issue("role-order", f"{turns[-1][1]}.role", "the last turn must be the assistant's"))
+        issues.append(
+            Issue("role-order", f"{turns[-1][1]}.role", "the last turn must be the assistant's")
+        )
