@@ -18,14 +18,17 @@ from typing import Any, ClassVar, TypeVar
 import google.auth
 import requests
 from google.api_core import exceptions as gexc
-from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
-from google.cloud import storage  # type: ignore[attr-defined]
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from infra import catalog
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.providers.vertex import LocalTokenCredentials, VertexError, tunestack_home
+from infra.providers.vertex import (
+    LocalTokenCredentials,
+    VertexError,
+    storage_client,
+    tunestack_home,
+)
 
 SERVICEUSAGE = "https://serviceusage.googleapis.com"
 RESOURCEMANAGER = "https://cloudresourcemanager.googleapis.com"
@@ -305,17 +308,6 @@ def has_bucket_member(
     except gexc.NotFound:
         return False
     return any(bd["role"] == role and member in bd["members"] for bd in policy.bindings)
-
-
-def storage_client(project: str | None, storage_endpoint: str | None) -> storage.Client:
-    """Cloud Storage client (ADC), or an endpoint override (tests) without credentials."""
-    if storage_endpoint:
-        return storage.Client(
-            project=project or "local",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": storage_endpoint},
-        )
-    return storage.Client(project=project)
 
 
 class BucketGrantProvider(TunestackProvider):

@@ -19,13 +19,12 @@ from typing import Any, ClassVar
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.protobuf import duration_pb2
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.providers.vertex import DeadlineExceeded, VertexError
+from infra.providers.vertex import DeadlineExceeded, VertexError, storage_client
 
 #: Paths never part of the build context (caches and local build output).
 IGNORED_DIRS = frozenset(
@@ -96,17 +95,6 @@ def build_client(api_endpoint: str | None) -> cb.CloudBuildClient:
             credentials=AnonymousCredentials(),
         )
     return cb.CloudBuildClient()
-
-
-def storage_client(project: str, storage_endpoint: str | None) -> storage.Client:
-    """Cloud Storage client; an endpoint override (emulator) needs no credentials."""
-    if storage_endpoint:
-        return storage.Client(
-            project=project,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": storage_endpoint},
-        )
-    return storage.Client(project=project)
 
 
 def find_build(

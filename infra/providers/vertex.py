@@ -574,16 +574,20 @@ def checkpoint_uris(target: Target, output_uri: str) -> tuple[str, list[str]]:
     return final, [f"{prefix}/checkpoint-{n}" for n in sorted(steps)]
 
 
-def _list_prefixes(target: Target, bucket: str, prefix: str) -> list[str]:
-    endpoint = target.resolved_storage_endpoint()
-    if endpoint:
-        gcs = storage.Client(
-            project=target.project,
+def storage_client(project: str | None, storage_endpoint: str | None) -> storage.Client:
+    """Cloud Storage client with ADC, or for an endpoint override (the local emulator, tests)
+    an anonymous one: the emulator takes no credentials."""
+    if storage_endpoint:
+        return storage.Client(
+            project=project or "local",
             credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": endpoint},
+            client_options={"api_endpoint": storage_endpoint},
         )
-    else:
-        gcs = storage.Client(project=target.project)
+    return storage.Client(project=project)
+
+
+def _list_prefixes(target: Target, bucket: str, prefix: str) -> list[str]:
+    gcs = storage_client(target.project, target.resolved_storage_endpoint())
     it = gcs.list_blobs(bucket, prefix=prefix, delimiter="/")
     list(it)  # prefixes fill in only once pages are consumed
     return sorted(it.prefixes)
