@@ -8,6 +8,7 @@ error at the line of the offending key. Every problem is reported, not just the 
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,12 +34,16 @@ class Loaded:
         diagnostics: Every problem found while reading and validating the file's shape.
         positions: Dotted field path (``tuning_jobs[0].epochs``) -> 1-based (line, column)
             of its key (of the item itself for list items); ``""`` is the document.
+        partial: When unknown keys are the only shape errors, the spec without them, so the
+            semantic and dataset checks can still run and every mistake is reported in one go.
+            Never deployable: ``spec`` stays None.
     """
 
     path: Path
     spec: Spec | None
     diagnostics: list[Diagnostic]
     positions: Positions = field(default_factory=dict)
+    partial: Spec | None = None
 
     def position(self, path: str) -> tuple[int, int]:
         """Where ``path`` is, or where its closest written ancestor is (defaults are unwritten)."""
@@ -162,13 +167,16 @@ def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
         )
         return Loaded(p, None, diags, positions)
     spec: Spec | None = None
+    partial: Spec | None = None
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
         diags.extend(_pydantic_diagnostics(e, data, positions, display))
+        partial = _without_unknown_keys(data, e)
     if diags:
+        partial = partial or spec
         spec = None
-    return Loaded(p, spec, diags, positions)
+    return Loaded(p, spec, diags, positions, partial)
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
@@ -353,3 +361,21 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return list(tp.model_fields)
     return []
+
+
+def _without_unknown_keys(data: dict[str, Any], error: ValidationError) -> Spec | None:
+    """The spec with its unknown keys dropped, when those are its only shape errors."""
+    errors = error.errors()
+    if any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    pruned = copy.deepcopy(data)
+    for e in errors:
+        node: Any = pruned
+        *parents, key = e["loc"]
+        for part in parents:
+            node = node[part]
+        node.pop(key, None)
+    try:
+        return Spec.model_validate(pruned)
+    except ValidationError:
+        return None

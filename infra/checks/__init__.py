@@ -54,10 +54,12 @@ def validate(
     """
     loaded = load_spec(path)
     display = str(path)
-    if loaded.spec is None:
+    # A spec whose only shape errors are unknown keys is still checked (without those keys),
+    # so every mistake is reported at once; it is never returned as deployable.
+    spec = loaded.spec or loaded.partial
+    if spec is None:
         diags = _finish(loaded.diagnostics, strict, display)
         return Report(ok=not has_errors(diags), diagnostics=diags, spec=None, path=loaded.path)
-    spec = loaded.spec
     diags = list(loaded.diagnostics) + check_spec(spec, loaded.positions, display)
     files: dict[str, FileSummary] = {}
     if check_datasets:
@@ -68,7 +70,7 @@ def validate(
     return Report(
         ok=not has_errors(diags),
         diagnostics=diags,
-        spec=spec,
+        spec=loaded.spec,
         path=loaded.path,
         jobs=jobs,
         files=files,

@@ -185,3 +185,24 @@ def test_generated_reference_covers_every_field() -> None:
     for name, field in Spec.model_fields.items():
         assert f"| `{name}` |" in md and (field.description or "") in md
     assert md.count("| `") >= len(CODES) + sum(1 for _ in Spec.model_fields)
+
+
+def test_unknown_keys_do_not_hide_the_other_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        BAD.replace("epochs: 2", "epoch: 2").replace("region: us-central1", "region: us-west9")
+    )
+    (tmp_path / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "gpt", "content": "yo"}]}\n'
+    )
+    assert main(["validate", str(spec), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    found = {(d["code"], d["line"]) for d in out["diagnostics"]}
+    # The typo, the region, the FULL adapter size and the dataset's bad role: one run.
+    assert ("unknown-field", 14) in found
+    assert ("unsupported-region", 3) in found
+    assert ("invalid-adapter-size", 15) in found
+    assert ("invalid-role", 1) in found
+    assert out["ok"] is False
