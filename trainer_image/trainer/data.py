@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,11 @@ class Encoder:
         max_seq_length: Longest example in tokens.
         overlong: ``drop`` or ``truncate``.
         image_sequence: For vision models, the text each image placeholder expands to (the
-            processor's ``full_image_sequence``); None for text-only models.
+            processor's ``full_image_sequence``), or a function of the image giving it (Llama 4
+            tiles each image into a number of tokens that depends on its size); None for
+            text-only models.
+        image_placeholder: The text the chat template renders for an image (default: the
+            tokenizer's ``boi_token``, as Gemma 3's template writes).
     """
 
     def __init__(
@@ -135,7 +140,8 @@ class Encoder:
         tokenizer: Any,
         max_seq_length: int,
         overlong: str = "drop",
-        image_sequence: str | None = None,
+        image_sequence: str | Callable[[Image], str] | None = None,
+        image_placeholder: str | None = None,
     ) -> None:
         self.tok = tokenizer
         if not getattr(tokenizer, "chat_template", None):
@@ -143,7 +149,10 @@ class Encoder:
         self.max_seq_length = max_seq_length
         self.overlong = overlong
         self.image_sequence = image_sequence
-        self.image_placeholder = getattr(tokenizer, "boi_token", None) if image_sequence else None
+        self.image_placeholder = (
+            (image_placeholder or getattr(tokenizer, "boi_token", None)) if image_sequence else None
+        )
+        self._sequences: list[str] = []
         self.eot_id = self._end_of_turn_id()
 
     def encode(self, example: Example) -> Encoded | str:
@@ -152,6 +161,10 @@ class Encoder:
         if example.has_images and self.image_sequence is None:
             return "images-unsupported"
         msgs = self._messages(example)
+        images = tuple(img for t in example.turns for img in t.images)
+        self._sequences = (
+            [self.image_sequence(img) for img in images] if callable(self.image_sequence) else []
+        )
         full_text = self._render(msgs, generation_prompt=False)
         enc = self.tok(full_text, add_special_tokens=False, return_offsets_mapping=True)
         ids: list[int] = list(enc["input_ids"])
@@ -176,7 +189,7 @@ class Encoder:
             if self.overlong == "drop":
                 return "overlong"
             ids, labels = ids[: self.max_seq_length], labels[: self.max_seq_length]
-        out = Encoded(ids, labels, tuple(img for t in example.turns for img in t.images))
+        out = Encoded(ids, labels, images)
         if out.n_supervised == 0:
             return "no-supervised-tokens"
         return out
@@ -202,7 +215,15 @@ class Encoder:
             msgs, tokenize=False, add_generation_prompt=generation_prompt
         )
         if self.image_sequence and self.image_placeholder:
-            text = text.replace(self.image_placeholder, self.image_sequence)
+            if isinstance(self.image_sequence, str):
+                text = text.replace(self.image_placeholder, self.image_sequence)
+            else:  # one sequence per image, in order (a prefix holds the first images)
+                pieces = text.split(self.image_placeholder)
+                seqs = self._sequences
+                text = pieces[0] + "".join(
+                    (seqs[k] if k < len(seqs) else self.image_placeholder) + p
+                    for k, p in enumerate(pieces[1:])
+                )
         return text
 
     def _start_token(

@@ -24,14 +24,19 @@ from transformers import (
     Gemma3ImageProcessorPil,
     Gemma3Processor,
     Gemma3TextConfig,
+    Llama4Config,
     Llama4ForCausalLM,
+    Llama4ForConditionalGeneration,
+    Llama4Processor,
     Llama4TextConfig,
+    Llama4VisionConfig,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen3Config,
     Qwen3ForCausalLM,
+    SiglipImageProcessorPil,
     SiglipVisionConfig,
 )
 
@@ -40,6 +45,17 @@ FAMILIES = ("llama", "gemma3", "qwen3", "llama4")
 #: Tokens per image for the tiny Gemma 3 vision model (28x28 pixels, 14-pixel patches).
 TINY_IMAGE_SIZE = 28
 TINY_IMAGE_TOKENS = 4
+#: The tiny Llama 4 vision model: 28x28 tiles, 7-pixel patches (16 per tile), pixel shuffle 0.5
+#: (4 patches per token), so 4 ``<|patch|>`` tokens per tile.
+TINY_LLAMA4_PATCH_SIZE = 7
+LLAMA4_IMAGE_TOKENS = (
+    "<|image_start|>",
+    "<|image_end|>",
+    "<|image|>",
+    "<|patch|>",
+    "<|tile_x_separator|>",
+    "<|tile_y_separator|>",
+)
 
 # Chat templates in each family's style (the real ones, minus dates/tools/thinking options).
 LLAMA3_TEMPLATE = (
@@ -54,8 +70,13 @@ LLAMA3_TEMPLATE = (
 LLAMA4_TEMPLATE = (
     "{{- bos_token }}"
     "{%- for message in messages %}"
-    "{{- '<|header_start|>' + message['role'] + '<|header_end|>\n\n'"
-    " + message['content'] | trim + '<|eot|>' }}"
+    "{{- '<|header_start|>' + message['role'] + '<|header_end|>\n\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] | trim }}"
+    "{%- else %}{%- for item in message['content'] %}"
+    "{%- if item['type'] == 'image' %}{{- '<|image|>' }}"
+    "{%- elif item['type'] == 'text' %}{{- item['text'] | trim }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|eot|>' }}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|header_start|>assistant<|header_end|>\n\n' }}"
     "{%- endif %}"
@@ -110,7 +131,7 @@ _SPECIALS: dict[str, tuple[str | None, str, str, str, tuple[str, ...], str, bool
         "<|eot|>",
         "<|finetune_right_pad|>",
         "<|eot|>",
-        ("<|end_of_text|>", "<|header_start|>", "<|header_end|>"),
+        ("<|end_of_text|>", "<|header_start|>", "<|header_end|>", *LLAMA4_IMAGE_TOKENS),
         LLAMA4_TEMPLATE,
         True,
     ),
@@ -167,7 +188,9 @@ def build_tiny_checkpoint(
         out_dir: Directory to write (created; existing files are overwritten).
         seed: Seed for the random weights (same seed, same weights).
         vision: For ``gemma3``, build Gemma3ForConditionalGeneration with a tiny SigLIP tower
-            and save a Gemma3Processor (28x28 images, 4 tokens per image).
+            and save a Gemma3Processor (28x28 images, 4 tokens per image). For ``llama4``, build
+            Llama4ForConditionalGeneration with a tiny Llama 4 vision tower and save a
+            Llama4Processor (one 28x28 tile, 4 ``<|patch|>`` tokens per image).
         hidden_size: Model width (64 by default; the benchmark uses 256).
         num_layers: Decoder layers.
         intermediate_size: MLP width.
@@ -176,12 +199,12 @@ def build_tiny_checkpoint(
         ``out_dir``.
 
     Raises:
-        ValueError: for an unknown family, or ``vision`` on a family other than gemma3.
+        ValueError: for an unknown family, or ``vision`` on a family other than gemma3/llama4.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
-    if vision and family != "gemma3":
-        raise ValueError("vision tiny checkpoints exist for gemma3 only")
+    if vision and family not in ("gemma3", "llama4"):
+        raise ValueError("vision tiny checkpoints exist for gemma3 and llama4 only")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tiny_tokenizer(family)
@@ -216,7 +239,31 @@ def build_tiny_checkpoint(
             interleave_moe_layer_step=2,
             attention_chunk_size=8192,
         )
-        model = Llama4ForCausalLM(l4)
+        if not vision:
+            model = Llama4ForCausalLM(l4)
+        else:
+            # Pixel shuffle multiplies the width by 4: the tower's MLP input is 4x its width.
+            l4v = Llama4VisionConfig(
+                hidden_size=32,
+                intermediate_size=128,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=TINY_IMAGE_SIZE,
+                patch_size=TINY_LLAMA4_PATCH_SIZE,
+                vision_output_dim=64,
+                projector_input_dim=64,
+                projector_output_dim=64,
+            )
+            model = Llama4ForConditionalGeneration(
+                Llama4Config(
+                    text_config=l4.to_dict(),
+                    vision_config=l4v.to_dict(),
+                    boi_token_index=_token_id(tok, "<|image_start|>"),
+                    eoi_token_index=_token_id(tok, "<|image_end|>"),
+                    image_token_index=_token_id(tok, "<|patch|>"),
+                    **ids,
+                )
+            )
     else:
         text = Gemma3TextConfig(**dims, sliding_window=64, query_pre_attn_scalar=hidden_size // 4)
         if not vision:
@@ -248,7 +295,20 @@ def build_tiny_checkpoint(
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
-    if vision:
+    if vision and family == "llama4":
+        # Llama4ImageProcessor needs torchvision; the tiny checkpoint uses a PIL processor that
+        # resizes every image to one 28x28 tile (the trainer reads ``aspect_ratios`` when the
+        # real processor tiles).
+        proc4 = Llama4Processor(
+            image_processor=SiglipImageProcessorPil(
+                size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+            ),
+            tokenizer=tok,
+            patch_size=TINY_LLAMA4_PATCH_SIZE,
+            chat_template=tok.chat_template,
+        )
+        proc4.save_pretrained(out_dir)
+    elif vision:
         proc = Gemma3Processor(
             image_processor=Gemma3ImageProcessorPil(
                 size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
@@ -328,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("family", choices=FAMILIES)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vision", action="store_true", help="gemma3 only: the vision class")
+    p.add_argument("--vision", action="store_true", help="gemma3 and llama4: the vision class")
     args = p.parse_args(argv)
     try:
         out = build_tiny_checkpoint(args.family, args.out_dir, seed=args.seed, vision=args.vision)

@@ -62,6 +62,7 @@ from trainer.data import (
     make_rows,
     read_examples,
 )
+from trainer.formats import Image
 
 #: Vertex keeps at most this many checkpoints per run.
 MAX_CHECKPOINTS = 10
@@ -161,11 +162,15 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
     tokenizer = (
         processor.tokenizer if processor is not None else AutoTokenizer.from_pretrained(base)
     )
+    image_sequence = getattr(processor, "full_image_sequence", None)
+    if image_sequence is None and hasattr(processor, "_prompt_split_image"):
+        image_sequence = _Llama4ImageSequence(processor, _gcs_bytes)  # Llama 4: per image
     encoder = Encoder(
         tokenizer,
         max_len,
         cfg.overlong,
-        image_sequence=getattr(processor, "full_image_sequence", None),
+        image_sequence=image_sequence,
+        image_placeholder=getattr(processor, "fake_image_token", None),
     )
     train_enc = encode_all(train_ex, encoder, train_report)
     val_enc = encode_all(val_ex, encoder, val_report)
@@ -239,7 +244,14 @@ def _run(cfg: TrainConfig, d: Dist, console: Console, scratch: Path) -> Result:
         out.push(node / "run.json")
 
     image_token_id = getattr(hf_config, "image_token_id", None)
-    feed = _Feeder(processor, image_token_id, vision, d.device, storage_fetch=_gcs_bytes)
+    feed = _Feeder(
+        processor,
+        image_token_id,
+        vision,
+        d.device,
+        storage_fetch=_gcs_bytes,
+        token_type_ids=_model_type(hf_config) != "llama4",  # Gemma 3 needs them, Llama 4 not
+    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ck_epochs = set(checkpoint_epochs(cfg.epochs))
     progress = _progress(console, enabled=cfg.progress and d.main)
@@ -334,8 +346,11 @@ def _load_model(
     cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     hf_model = cls.from_pretrained(base, dtype=dtype, attn_implementation="sdpa")
     hf_model.config.use_cache = False
+    fix_llama4_forward(hf_model)
     for name, p in hf_model.named_parameters():
-        if vision and ("vision_tower" in name or "multi_modal_projector" in name):
+        if vision and any(
+            k in name for k in ("vision_tower", "vision_model", "multi_modal_projector")
+        ):
             # Text-only or image data alike: the vision encoder is not tuned (Vertex tunes the
             # language model; the projector stays aligned with the frozen tower).
             p.requires_grad_(False)
@@ -371,6 +386,25 @@ def _load_model(
     return hf_model, hf_model, dtype
 
 
+def fix_llama4_forward(model: Any) -> None:
+    """Makes Llama4ForConditionalGeneration's forward work under transformers 5.24.
+
+    Its forward builds the output from ``outputs.image_outputs`` of the language model, whose
+    MoeCausalLMOutputWithPast has no such field (AttributeError on every call, training or
+    inference). A forward hook gives the language model's output ``image_outputs = None``.
+    No-op for other models, and once transformers fixes it.
+    """
+    if type(model).__name__ != "Llama4ForConditionalGeneration":
+        return
+
+    def hook(_module: Any, _args: Any, output: Any) -> Any:
+        if not hasattr(output, "image_outputs"):
+            object.__setattr__(output, "image_outputs", None)
+        return output
+
+    model.language_model.register_forward_hook(hook)
+
+
 def _lora_targets(model: torch.nn.Module) -> list[str]:
     """Full module names of the language model's linear projections (never vision, never head)."""
     names = []
@@ -399,8 +433,10 @@ class _Feeder:
         vision: bool,
         device: torch.device,
         storage_fetch: Any,
+        token_type_ids: bool = True,
     ) -> None:
         self.processor = processor
+        self.token_type_ids = token_type_ids
         self.image_token_id = image_token_id
         self.vision = vision
         self.device = device
@@ -413,12 +449,36 @@ class _Feeder:
             tt = torch.zeros_like(ids)
             if self.image_token_id is not None:
                 tt = (ids == self.image_token_id).long()
-            inputs["token_type_ids"] = tt.to(self.device)
+            if self.token_type_ids:
+                inputs["token_type_ids"] = tt.to(self.device)
             images = [load_image(img, self.fetch) for r in rows for img in r.images]
             if images and self.processor is not None:
                 pv = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
                 inputs["pixel_values"] = pv.to(self.device)
         return inputs
+
+
+class _Llama4ImageSequence:
+    """The text one image expands to for a Llama 4 processor.
+
+    Llama 4 tiles an image by its size and aspect ratio (``aspect_ratios`` from the image
+    processor; a processor that gives none makes one tile), so the sequence is per image:
+    ``<|image_start|>``, the tiles' ``<|patch|>`` tokens with separators, ``<|image|>``, the
+    global tile's patches, ``<|image_end|>`` (``Llama4Processor._prompt_split_image``).
+    """
+
+    def __init__(self, processor: Any, fetch: Any) -> None:
+        self.processor = processor
+        self.fetch = fetch
+
+    def __call__(self, img: Image) -> str:
+        p = self.processor
+        out = p.image_processor([load_image(img, self.fetch)], return_tensors="pt")
+        h, w = out["pixel_values"].shape[-2:]
+        per_tile = (h // p.patch_size) * (w // p.patch_size) // p.downsample_ratio
+        ratios = out.get("aspect_ratios")
+        ratio = tuple(int(x) for x in ratios[0]) if ratios is not None else (1, 1)
+        return str(p._prompt_split_image(ratio, int(per_tile)))
 
 
 def _gcs_bytes(uri: str) -> bytes:
