@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import grpc
 import pytest
+from fake_vertex import serve_json
 
 from infra.providers import agents
 from infra.providers.agents import ServiceAgentsProvider
@@ -71,31 +71,14 @@ class FakeGoogle:
 def google(home) -> Iterator[tuple[FakeGoogle, str]]:
     fake = FakeGoogle(token=(home / "local" / "token").read_text())
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            if self.headers.get("Authorization") != f"Bearer {fake.token}":
-                status, payload = 401, {"error": {"code": 401, "message": "no token"}}
-            else:
-                status, payload = fake.handle(self.command, self.path.split("?")[0])
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(handler: BaseHTTPRequestHandler, _body: bytes) -> tuple[int, str]:
+        if handler.headers.get("Authorization") != f"Bearer {fake.token}":
+            return 401, json.dumps({"error": {"code": 401, "message": "no token"}})
+        status, payload = fake.handle(handler.command, handler.path.split("?")[0])
+        return status, json.dumps(payload)
 
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_json(respond) as url:
+        yield fake, url
 
 
 def inputs(url: str, **over: object) -> dict:

@@ -9,11 +9,12 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import grpc
 import pytest
+from fake_vertex import serve_json
 
 from infra.providers.agents import BucketGrantProvider
 
@@ -84,27 +85,12 @@ def iam(home) -> Iterator[tuple[FakeIam, str]]:
         "bindings": [{"role": "roles/storage.objectUser", "members": [OTHER]}],
     }  # fmt: skip
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, payload = fake.handle(self.command, self.path.split("?")[0], body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, str]:
+        status, payload = fake.handle(handler.command, handler.path.split("?")[0], body)
+        return status, json.dumps(payload)
 
-        do_GET = do_PUT = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_json(respond) as url:
+        yield fake, url
 
 
 def grant(url: str, **over: object) -> dict:

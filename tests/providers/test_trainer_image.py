@@ -8,15 +8,16 @@ import itertools
 import json
 import re
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 import pytest
+from fake_vertex import serve_json
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.devtools import cloudbuild_v1 as cb
@@ -77,35 +78,15 @@ class RecordingCloudBuild:
 def cloudbuild() -> Iterator[tuple[RecordingCloudBuild, str]]:
     fake = RecordingCloudBuild()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            from urllib.parse import unquote
+    def respond(handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, str]:
+        path, _, query = handler.path.partition("?")
+        status, payload = fake.handle(handler.command, path, unquote(query), body)
+        if fake.hook:
+            fake.hook(handler.command, path)
+        return status, payload
 
-            path, _, query = self.path.partition("?")
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, payload = fake.handle(self.command, path, unquote(query), body)
-            if fake.hook:
-                fake.hook(self.command, path)
-            data = payload.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_json(respond) as url:
+        yield fake, url
 
 
 @pytest.fixture
