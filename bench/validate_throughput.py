@@ -7,9 +7,10 @@ runs, each in its own subprocess so peak RSS is measured per side (``os.wait4``)
 
 - baseline: read the file line by line and ``json.loads`` every line, nothing else;
 - ours: :func:`infra.checks.validate_dataset_file` with every format check (no tokenizer),
-  for Llama 3.1 8B (so the sequence-length check runs too), once in a single process and
-  once split among worker processes (the default for files over 64 MiB on machines with
-  4+ CPUs: one per CPU, at most 8).
+  for Llama 3.1 8B (so the sequence-length check runs too): the default (the C chat scanner,
+  one process), the pure-Python fast layer used where the scanner was not built
+  (``TUNESTACK_CHATSCAN=0``), and split among worker processes (forced with
+  ``TUNESTACK_VALIDATE_WORKERS``; the default for non-chat files over 64 MiB on 4+ CPUs).
 
 Prints MB/s (wall clock, and per CPU-second, which a busy machine disturbs less), peak RSS
 (of the largest process) and the ratios. Each side times its own work, not interpreter
@@ -171,14 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"generated {size / 1e6:,.0f} MB of chat JSONL in {time.perf_counter() - t0:.1f} s: {path}"
         )
-        # Best of --repeat runs per side, so a busy machine hurts every side alike. "ours" runs
-        # twice: in one process, and split among worker processes (the default for files this
-        # big on machines with 4+ CPUs: one per CPU, at most 8).
+        # Best of --repeat runs per side, so a busy machine hurts every side alike.
         n = max(2, min(os.cpu_count() or 1, 8))
         sides = [
             ("baseline: stdlib json.loads per line", BASELINE, {}),
-            ("ours: full validation, 1 process", OURS, {"TUNESTACK_VALIDATE_WORKERS": "1"}),
-            (f"ours: full validation, {n} workers", OURS, {"TUNESTACK_VALIDATE_WORKERS": str(n)}),
+            ("ours: full validation (C scanner)", OURS, {"TUNESTACK_VALIDATE_WORKERS": "1"}),
+            (
+                "ours: without the C scanner",
+                OURS,
+                {"TUNESTACK_VALIDATE_WORKERS": "1", "TUNESTACK_CHATSCAN": "0"},
+            ),
+            (f"ours: C scanner, {n} workers", OURS, {"TUNESTACK_VALIDATE_WORKERS": str(n)}),
             ("(decode only: orjson.loads per line)", ORJSON, {}),
             ("(decode only: msgspec typed, by block)", MSGSPEC, {}),
         ]
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         for (name, _, _), (secs, cpu, rss, _) in zip(sides, results, strict=True):
             print(f"{name:<40} {mb / secs:>7.1f} {mb / cpu:>9.1f} {rss:>12.0f} {secs:>8.2f}")
         base = results[0]
-        for (name, _, _), r in zip(sides[1:3], results[1:3], strict=True):
+        for (name, _, _), r in zip(sides[1:4], results[1:4], strict=True):
             print(
                 f"{name.split(': ')[1]}: {base[0] / r[0]:.2f}x baseline MB/s (wall), "
                 f"{base[1] / r[1]:.2f}x (CPU); target >= 2x; peak RSS {r[2]:.0f} MB (target < 256 MB)"

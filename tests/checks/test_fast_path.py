@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,17 +20,40 @@ from infra.checks.dataset import validate_dataset_file
 LLAMA = catalog.model("meta/llama3_1@llama-3.1-8b-instruct")
 
 
-def both(path: Path, monkeypatch: pytest.MonkeyPatch, max_seq: int = 8192):  # noqa: ANN201
+@pytest.fixture(params=["c", "python"])
+def impl(request: pytest.FixtureRequest) -> str:
+    """Both fast layers: the C scanner and the pure-Python block path used without it."""
+    if request.param == "c" and dataset._chatscan is None:
+        if shutil.which("cc") or shutil.which("gcc"):
+            pytest.fail("infra/checks/_chatscan.c was not built although a C compiler is here")
+        pytest.skip("no C compiler: this install validates with the pure-Python path only")
+    return request.param
+
+
+def both(path: Path, monkeypatch: pytest.MonkeyPatch, impl: str, max_seq: int = 8192):  # noqa: ANN201
+    """Validates ``path`` with the fast layer ``impl`` and with the exact line path alone;
+    also returns how many lines the fast layer accepted."""
     calls = {"accepted": 0}
-    original = dataset._Validator.fast_chat_block
+    if impl == "c":
+        accept = dataset._Validator.accept_chat
 
-    def spy(self, *a):  # noqa: ANN001, ANN202
-        ok = original(self, *a)
-        calls["accepted"] += ok
-        return ok
+        def spy_accept(self, first, n, *a):  # noqa: ANN001, ANN002, ANN202
+            calls["accepted"] += n
+            return accept(self, first, n, *a)
 
-    monkeypatch.setattr(dataset._Validator, "fast_chat_block", spy)
+        monkeypatch.setattr(dataset._Validator, "accept_chat", spy_accept)
+    else:
+        original = dataset._Validator.fast_chat_block
+
+        def spy(self, lineno, block, lines):  # noqa: ANN001, ANN202
+            ok = original(self, lineno, block, lines)
+            calls["accepted"] += lines if ok else 0
+            return ok
+
+        monkeypatch.setattr(dataset, "_chatscan", None)
+        monkeypatch.setattr(dataset._Validator, "fast_chat_block", spy)
     fast = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
+    monkeypatch.setattr(dataset, "_chatscan", None)
     monkeypatch.setattr(dataset._Validator, "fast_chat_block", lambda self, *a: False)
     slow = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
     return fast, slow, calls["accepted"]
@@ -68,21 +92,23 @@ def write(path: Path, objs: list, *, compact: bool = False, ascii_: bool = False
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("ascii_", [False, True])
 def test_clean_data_takes_the_fast_path_and_agrees(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compact: bool, ascii_: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str, compact: bool, ascii_: bool
 ) -> None:
     rng = random.Random(1)
     path = tmp_path / "clean.jsonl"
     write(path, [chat(rng, i) for i in range(300)], compact=compact, ascii_=ascii_)
-    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
-    assert accepted >= 1
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch, impl)
+    assert accepted == 300
     assert fd == sd == []
     assert (
         (fs.examples, fs.formats, fs.sha256)
         == (ss.examples, ss.formats, ss.sha256)
         == (300, ["chat"], ss.sha256)
     )
-    # Estimates come from UTF-8 sizes on one path and characters on the other: close, not equal.
-    assert abs(fs.tokens - ss.tokens) <= 0.25 * ss.tokens
+    if impl == "c":  # counts characters as len() does, per example: the same estimate
+        assert fs.tokens == ss.tokens
+    else:  # estimates from UTF-8 sizes of the whole block: close, not equal
+        assert abs(fs.tokens - ss.tokens) <= 0.25 * ss.tokens
 
 
 NEAR_MISSES = {
@@ -118,33 +144,35 @@ NEAR_MISSES = {
 @pytest.mark.parametrize("ascii_", [False, True], ids=["utf8-block", "ascii-block"])
 @pytest.mark.parametrize("name", sorted(NEAR_MISSES))
 def test_near_misses_are_never_accepted_silently(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, ascii_: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str, name: str, ascii_: bool
 ) -> None:
     rng = random.Random(2)
     path = tmp_path / "mixed.jsonl"
     # ASCII blocks and UTF-8 blocks take different fast-path branches: test both.
     good = [json.dumps(chat(rng, i), ensure_ascii=ascii_) for i in range(20)]
     path.write_text("\n".join([*good[:10], NEAR_MISSES[name], *good[10:]]) + "\n", encoding="utf-8")
-    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch, impl)
     assert key(fd) == key(sd)
     assert any(d.line == 11 for d in sd), (name, [d.format() for d in sd])
     assert fs.examples == ss.examples
+    if impl == "c":  # every other line was accepted in C: the scan resumed after line 11
+        assert accepted == 20
 
 
 def test_invalid_utf8_inside_content_is_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
     path = tmp_path / "bad.jsonl"
     good = (
         b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
     )
     path.write_bytes(good * 5 + good.replace(b'"a"', b'"caf\xe9"') + good * 5)
-    (_, fd), (_, sd), _ = both(path, monkeypatch)
+    (_, fd), (_, sd), _ = both(path, monkeypatch, impl)
     assert key(fd) == key(sd) == [("invalid-encoding", 6, "error")]
 
 
 def test_blank_and_pretty_lines_are_found_by_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
     rng = random.Random(3)
     lines = [json.dumps(chat(rng, i)) for i in range(6)]
@@ -153,32 +181,34 @@ def test_blank_and_pretty_lines_are_found_by_line(
     path.write_text(
         "\n".join([lines[0], "", *lines[1:3], *pretty, *lines[3:]]) + "\n", encoding="utf-8"
     )
-    (fs, fd), (ss, sd), _ = both(path, monkeypatch)
+    (fs, fd), (ss, sd), _ = both(path, monkeypatch, impl)
     assert key(fd) == key(sd)
     assert ("invalid-json", 2, "error") in key(sd)
 
 
 def test_long_examples_are_flagged_on_both_paths(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
     rng = random.Random(4)
     objs = [chat(rng, i) for i in range(50)]
     objs[17]["messages"][-1]["content"] = "long answer " * 1000  # ~3000 tokens estimated
     path = tmp_path / "long.jsonl"
     write(path, objs)
-    (_, fd), (_, sd), accepted = both(path, monkeypatch, max_seq=2048)
-    assert accepted == 1
+    (_, fd), (_, sd), accepted = both(path, monkeypatch, impl, max_seq=2048)
+    assert accepted == 50
     assert key(fd) == key(sd) == [("sequence-too-long", 18, "warning")]
 
 
-def test_many_blocks_keep_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_blocks_keep_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
+) -> None:
     monkeypatch.setattr(dataset, "_CHUNK", 4096)  # many blocks, lines split across reads
     rng = random.Random(5)
     objs: list = [chat(rng, i) for i in range(400)]
     objs[321] = {"messages": [{"role": "user", "content": "a"}]}
     path = tmp_path / "blocks.jsonl"
     write(path, objs)
-    (fs, fd), (ss, sd), accepted = both(path, monkeypatch)
-    assert accepted > 5
+    (fs, fd), (ss, sd), accepted = both(path, monkeypatch, impl)
+    assert accepted == 399 if impl == "c" else accepted > 200
     assert key(fd) == key(sd) == [("missing-assistant-turn", 322, "error")]
     assert fs.examples == ss.examples == 399
