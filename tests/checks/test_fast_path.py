@@ -105,10 +105,8 @@ def test_clean_data_takes_the_fast_path_and_agrees(
         == (ss.examples, ss.formats, ss.sha256)
         == (300, ["chat"], ss.sha256)
     )
-    if impl == "c":  # counts characters as len() does, per example: the same estimate
-        assert fs.tokens == ss.tokens
-    else:  # estimates from UTF-8 sizes of the whole block: close, not equal
-        assert abs(fs.tokens - ss.tokens) <= 0.25 * ss.tokens
+    # Both fast layers count characters as len() does, per example: the same estimate.
+    assert fs.tokens == ss.tokens
 
 
 NEAR_MISSES = {
