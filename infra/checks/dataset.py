@@ -11,8 +11,8 @@ Speed, in three layers, each exact (a faster layer only ever *accepts*; any doub
    duplicate key, valid UTF-8 and JSON strings, roles in order and no empty or whitespace
    content, counting characters as ``len()`` does; it stops at the first line it cannot prove,
    which goes down a layer, and resumes after it. Where the extension was not built (no C
-   compiler at install), the same rules are proved by one msgspec call per block plus a few
-   C-level passes (:meth:`_Validator.fast_chat_block`, about half the speed).
+   compiler at install), the same rules are proved by two msgspec calls per block plus a few
+   C-level passes (:meth:`_Validator.fast_chat_block`; same results, several times slower).
 2. Line fast path: orjson per line plus type checks of a clean text example, duplicate keys
    excluded by counting (:func:`_no_duplicate_keys`).
 3. Slow path: stdlib ``json`` with hooks that see duplicate keys, NaN/Infinity and lone
