@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-fast lint schema bench clean
 
-$(STAMP): pyproject.toml setup.py trainer_image/pyproject.toml infra/checks/_chatscan.c
+$(STAMP): pyproject.toml setup.py trainer_image/pyproject.toml infra/checks/_textscan.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch first: a bare `torch` would pull a multi-GB CUDA build.

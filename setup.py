@@ -1,4 +1,4 @@
-"""The one C extension: the dataset validator's chat scanner. Everything else is in pyproject.toml.
+"""The one C extension: the dataset validator's text scanner. Everything else is in pyproject.toml.
 
 Optional: without a C compiler the install still succeeds and validation uses the
 pure-Python fast layer (slower, same results).
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "infra.checks._chatscan",
-            sources=["infra/checks/_chatscan.c"],
+            "infra.checks._textscan",
+            sources=["infra/checks/_textscan.c"],
             optional=True,
             extra_compile_args=["-O2"],
         )

@@ -1,16 +1,18 @@
 """Dataset validation throughput: our full validation vs a stdlib ``json.loads`` floor.
 
-Run: ``python bench/validate_throughput.py [--size-mb 1024] [--keep]``
+Run: ``python bench/validate_throughput.py [--size-mb 1024] [--format chat] [--keep]``
 
-Generates a chat JSONL of the requested size (default 200 MB) in a temporary folder, then
+Generates a JSONL of the requested size (default 200 MB; chat unless ``--format`` says
+prompt_completion or generate_content) in a temporary folder, then
 runs, each in its own subprocess so peak RSS is measured per side (``os.wait4``):
 
 - baseline: read the file line by line and ``json.loads`` every line, nothing else;
 - ours: :func:`infra.checks.validate_dataset_file` with every format check (no tokenizer),
-  for Llama 3.1 8B (so the sequence-length check runs too): the default (the C chat scanner,
+  for Llama 3.1 8B (so the sequence-length check runs too): the default (the C text scanner,
   one process), the pure-Python fast layer used where the scanner was not built
-  (``TUNESTACK_CHATSCAN=0``), and split among worker processes (forced with
-  ``TUNESTACK_VALIDATE_WORKERS``; the default for non-chat files over 64 MiB on 4+ CPUs).
+  (``TUNESTACK_TEXTSCAN=0``), and split among worker processes (forced with
+  ``TUNESTACK_VALIDATE_WORKERS``; the default only for files over 64 MiB on 4+ CPUs
+  whose first line the scanner cannot prove).
 
 Prints MB/s (wall clock, and per CPU-second, which a busy machine disturbs less), peak RSS
 (of the largest process) and the ratios. Each side times its own work, not interpreter
@@ -58,15 +60,18 @@ print(time.perf_counter() - t, time.process_time() - c, n)
 """
 
 MSGSPEC = """
-import sys, time
+import os, sys, time
+import msgspec
 from infra.checks.dataset import _CHAT_LINES
+# Typed structs for chat (what the pure-Python layer decodes into); untyped for the others.
+decoder = _CHAT_LINES if os.environ["BENCH_FORMAT"] == "chat" else msgspec.json.Decoder()
 t, c = time.perf_counter(), time.process_time()
 n = 0
 with open(sys.argv[1], "rb") as f:
     rest = b""
     while chunk := f.read(1 << 20):
         cut = chunk.rfind(b"\\n") + 1
-        n += len(_CHAT_LINES.decode_lines(rest + chunk[:cut]))
+        n += len(decoder.decode_lines(rest + chunk[:cut]))
         rest = chunk[cut:]
 print(time.perf_counter() - t, time.process_time() - c, n)
 """
@@ -99,8 +104,23 @@ _PROSE = (
 _WORDS = _PROSE.split(" ")
 
 
-def generate(path: Path, size_mb: int, seed: int = 0) -> int:
-    """Writes a chat JSONL of about ``size_mb`` MB; returns its size in bytes."""
+FORMATS = ("chat", "prompt_completion", "generate_content")
+
+
+def example(msgs: list[dict[str, str]], fmt: str) -> dict:
+    """One conversation (system, then user/assistant turns) written in ``fmt``."""
+    if fmt == "chat":
+        return {"messages": msgs}
+    if fmt == "prompt_completion":  # the last exchange
+        return {"prompt": msgs[-2]["content"], "completion": msgs[-1]["content"]}
+    return {
+        "systemInstruction": {"parts": [{"text": msgs[0]["content"]}]},
+        "contents": [{"role": m["role"], "parts": [{"text": m["content"]}]} for m in msgs[1:]],
+    }
+
+
+def generate(path: Path, size_mb: int, seed: int = 0, fmt: str = "chat") -> int:
+    """Writes a JSONL of ``fmt`` examples, about ``size_mb`` MB; returns its size in bytes."""
     rng = random.Random(seed)
 
     def text(lo: int, hi: int) -> str:
@@ -117,7 +137,7 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> int:
         for _ in range(rng.randint(1, 3)):
             msgs.append({"role": "user", "content": text(5, 60)})
             msgs.append({"role": "assistant", "content": text(10, 200)})
-        lines.append(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+        lines.append(json.dumps(example(msgs, fmt), ensure_ascii=False) + "\n")
     block = "".join(lines).encode()
     target = size_mb * 1_000_000
     written = 0
@@ -161,16 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the generated file")
     ap.add_argument(
+        "--format", choices=FORMATS, default="chat", help="dataset format (default chat)"
+    )
+    ap.add_argument(
         "--repeat", type=int, default=1, help="runs per side; the best counts (default 1)"
     )
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tunestack-bench-", dir=args.dir))
-    path = tmp / "chat.jsonl"
+    path = tmp / f"{args.format}.jsonl"
     try:
         t0 = time.perf_counter()
-        size = generate(path, args.size_mb)
+        size = generate(path, args.size_mb, fmt=args.format)
         print(
-            f"generated {size / 1e6:,.0f} MB of chat JSONL in {time.perf_counter() - t0:.1f} s: {path}"
+            f"generated {size / 1e6:,.0f} MB of {args.format} JSONL in "
+            f"{time.perf_counter() - t0:.1f} s: {path}"
         )
         # Best of --repeat runs per side, so a busy machine hurts every side alike.
         n = max(2, min(os.cpu_count() or 1, 8))
@@ -180,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "ours: without the C scanner",
                 OURS,
-                {"TUNESTACK_VALIDATE_WORKERS": "1", "TUNESTACK_CHATSCAN": "0"},
+                {"TUNESTACK_VALIDATE_WORKERS": "1", "TUNESTACK_TEXTSCAN": "0"},
             ),
             (f"ours: C scanner, {n} workers", OURS, {"TUNESTACK_VALIDATE_WORKERS": str(n)}),
             ("(decode only: orjson.loads per line)", ORJSON, {}),
-            ("(decode only: msgspec typed, by block)", MSGSPEC, {}),
+            ("(decode only: msgspec, by block)", MSGSPEC, {"BENCH_FORMAT": args.format}),
         ]
         results = [
             min((measure(code, path, env) for _ in range(args.repeat)), key=lambda m: m[0])

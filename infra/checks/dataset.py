@@ -6,13 +6,14 @@ thread that also hashes them) and cut into blocks of whole lines; a line over
 
 Speed, in three layers, each exact (a faster layer only ever *accepts*; any doubt goes down):
 
-1. Block fast path (text chat, the common case): the C scanner ``_chatscan.c`` proves, in one
-   pass over a block with the GIL released, that each line is exactly the chat shape with no
-   duplicate key, valid UTF-8 and JSON strings, roles in order and no empty or whitespace
-   content, counting characters as ``len()`` does; it stops at the first line it cannot prove,
-   which goes down a layer, and resumes after it. Where the extension was not built (no C
-   compiler at install), the same rules are proved by two msgspec calls per block plus a few
-   C-level passes (:meth:`_Validator.fast_chat_block`; same results, several times slower).
+1. Block fast path (text examples): the C scanner ``_textscan.c`` proves, in one pass over a
+   block with the GIL released, that each line is exactly a chat, prompt/completion or
+   GenerateContent text example with no duplicate key, valid UTF-8 and JSON strings, roles in
+   order and no empty or whitespace text, counting characters as ``len()`` does; it stops at
+   the first line it cannot prove, which goes down a layer, and resumes after it. Where the
+   extension was not built (no C compiler at install), text chat is proved by two msgspec
+   calls per block plus a few C-level passes (:meth:`_Validator.fast_chat_block`; same
+   results, several times slower).
 2. Line fast path: orjson per line plus type checks of a clean text example, duplicate keys
    excluded by counting (:func:`_no_duplicate_keys`).
 3. Slow path: stdlib ``json`` with hooks that see duplicate keys, NaN/Infinity and lone
@@ -52,11 +53,11 @@ from infra.checks.tokens import CHARS_PER_TOKEN, TOKENS_PER_TURN, count_tokens, 
 from infra.diagnostics import Diagnostic, Severity
 
 try:  # built at install when a C compiler is there (optional: see pyproject.toml)
-    from infra.checks import _chatscan
+    from infra.checks import _textscan
 except ImportError:  # pragma: no cover - depends on the install
-    _chatscan = None  # type: ignore[assignment]
-if os.environ.get("TUNESTACK_CHATSCAN") == "0":  # the pure-Python layer only (benchmarks)
-    _chatscan = None  # type: ignore[assignment]
+    _textscan = None  # type: ignore[assignment]
+if os.environ.get("TUNESTACK_TEXTSCAN") == "0":  # the pure-Python layer only (benchmarks)
+    _textscan = None  # type: ignore[assignment]
 
 #: Longest line we read; longer ones are reported as ``line-too-long`` and skipped.
 MAX_LINE_BYTES = 32 * 1024 * 1024
@@ -98,6 +99,8 @@ class _ChatExample(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _CHAT_LINES = msgspec.json.Decoder(_ChatExample)
 _STRINGS = msgspec.json.Decoder(list[str])
+# The C scanner's format codes.
+_SCAN_FORMATS = (formats.CHAT, formats.PROMPT_COMPLETION, formats.GENERATE_CONTENT)
 
 
 def validate_dataset_file(
@@ -153,7 +156,7 @@ def validate_dataset_file(
         ]
     with stream:
         size = os.fstat(stream.fileno()).st_size
-        workers = _workers(size, _starts_with_chat(stream)) if tokenizer is None else 1
+        workers = _workers(size, _starts_clean(stream)) if tokenizer is None else 1
         if workers > 1:
             return _validate_parallel(
                 stream, summary, size, workers, display, model, max_seq_length, progress
@@ -298,25 +301,25 @@ def _prefetch(blocks: Iterator[bytes | None], depth: int = 4) -> Iterator[bytes 
         t.join()
 
 
-def _starts_with_chat(stream: IO[bytes]) -> bool:
+def _starts_clean(stream: IO[bytes]) -> bool:
     """True when the C scanner accepts the file's first line (the stream is left at 0)."""
-    if _chatscan is None:
+    if _textscan is None:
         return False
     head = stream.read(1 << 16)
     stream.seek(0)
-    return _chatscan.scan(head, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)[0] > 0
+    return _textscan.scan(head, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)[0] > 0
 
 
-def _workers(size: int, chat: bool = False) -> int:
+def _workers(size: int, clean: bool = False) -> int:
     """Worker processes for a file of ``size`` bytes (TUNESTACK_VALIDATE_WORKERS overrides).
 
-    ``chat``: the file starts with a line the C scanner accepts; it then checks ~700 MB/s on
+    ``clean``: the file starts with a line the C scanner accepts; it then checks ~700 MB/s on
     one core (measured), faster than starting workers recoups, so it gets none.
     """
     env = os.environ.get("TUNESTACK_VALIDATE_WORKERS")
     if env and env.isdigit():
         return max(1, int(env)) if size > 0 else 1
-    if size < PARALLEL_MIN_BYTES or chat:
+    if size < PARALLEL_MIN_BYTES or clean:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # With 2-3 CPUs the workers' start-up and the parent's hashing eat the gain (measured).
@@ -530,7 +533,7 @@ class _Validator:
 
     def block(self, lineno: int, block: bytes) -> int:
         """Validates a block of whole lines after line ``lineno``; returns the last line number."""
-        if _chatscan is not None and self.tokenizer is None and self.family in (None, formats.CHAT):
+        if _textscan is not None and self.tokenizer is None:
             return self.scan_block(lineno, block)
         lines = block.count(b"\n")
         if (
@@ -552,40 +555,44 @@ class _Validator:
         return lineno
 
     def scan_block(self, lineno: int, block: bytes) -> int:
-        """Block fast path with the C scanner: runs of clean chat lines are accepted in C, each
-        line it cannot prove is checked exactly by :meth:`line`, and scanning resumes after it."""
+        """Block fast path with the C scanner: runs of clean text examples are accepted in C,
+        each line it cannot prove is checked exactly by :meth:`line`, and scanning resumes
+        after it."""
         limit = -1 if self.max_seq_length is None else self.max_seq_length
         start, size = 0, len(block)
         while start < size:
-            n, end, tokens, _, _, too_long = _chatscan.scan(
+            n, end, tokens, _, _, too_long, kind = _textscan.scan(
                 block, start, CHARS_PER_TOKEN, TOKENS_PER_TURN, limit
             )
-            if n:
-                self.accept_chat(lineno + 1, n, tokens, too_long)
+            if n:  # a run of one format; the next may be of another, or unproven
+                self.accept_text(_SCAN_FORMATS[kind], lineno + 1, n, tokens, too_long)
                 lineno += n
-            if end >= size:
-                break
-            nl = block.index(b"\n", end)
+                start = end
+                continue
+            nl = block.find(b"\n", start)
+            nl = size if nl < 0 else nl
             lineno += 1
-            if nl - end > MAX_LINE_BYTES:
+            if nl - start > MAX_LINE_BYTES:
                 self.oversized(lineno)
             else:
-                self.line(lineno, block[end:nl])
+                self.line(lineno, block[start:nl])
             start = nl + 1
         return lineno
 
-    def accept_chat(self, first: int, n: int, tokens: int, too_long: list[tuple[int, int]]) -> None:
-        """Accepts ``n`` clean text chat examples from line ``first`` on (estimated tokens);
-        ``too_long`` holds (index from ``first``, tokens) of those over the model's limit."""
+    def accept_text(
+        self, fmt: str, first: int, n: int, tokens: int, too_long: list[tuple[int, int]]
+    ) -> None:
+        """Accepts ``n`` clean text examples of ``fmt`` from line ``first`` on (estimated
+        tokens); ``too_long`` holds (index from ``first``, tokens) of those over the limit."""
         for i, t in too_long:
             self.too_long(first + i, t, exact=False)
         self.tokens += tokens
         self.examples += n
         self.nonblank += n
         self.inexact = True
-        if formats.CHAT not in self.formats:
-            self.formats[formats.CHAT] = None
-        self.run(formats.CHAT, first, n)
+        if fmt not in self.formats:
+            self.formats[fmt] = None
+        self.run(formats.FAMILY[fmt], first, n)
         self.text_only += n
         if not self.first_text_only:
             self.first_text_only = first
@@ -643,7 +650,7 @@ class _Validator:
         too_long = []
         if limit is not None and max(tokens) > limit:
             too_long = [(i, t) for i, t in enumerate(tokens) if t > limit]
-        self.accept_chat(lineno + 1, n, sum(tokens), too_long)
+        self.accept_text(formats.CHAT, lineno + 1, n, sum(tokens), too_long)
         return True
 
     def line(self, lineno: int, raw: bytes) -> None:
@@ -1003,7 +1010,11 @@ def _fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
 
 
 def _fast_parts(parts: Any) -> tuple[int, int] | None:
-    """(text chars, parts) of a list of clean text parts; None otherwise."""
+    """(text chars, parts) of a list of clean text parts; None otherwise.
+
+    The characters count the parts joined with newlines, as the trainer joins them (and as
+    :attr:`trainer.formats.Example.text_chars` counts them).
+    """
     if type(parts) is not list or not parts:
         return None
     chars = 0
@@ -1014,7 +1025,7 @@ def _fast_parts(parts: Any) -> tuple[int, int] | None:
         if type(t) is not str or not t or t.isspace():
             return None
         chars += len(t)
-    return chars, len(parts)
+    return chars + len(parts) - 1, len(parts)
 
 
 def _no_duplicate_keys(raw: bytes, decoded_keys: int) -> bool:
