@@ -52,7 +52,7 @@ from infra.checks.report import FileSummary
 from infra.checks.tokens import CHARS_PER_TOKEN, TOKENS_PER_TURN, count_tokens, estimate_tokens
 from infra.diagnostics import Diagnostic, Severity
 
-try:  # built at install when a C compiler is there (optional: see pyproject.toml)
+try:  # built at install when a C compiler is there (optional: see setup.py)
     from infra.checks import _textscan
 except ImportError:  # pragma: no cover - depends on the install
     _textscan = None  # type: ignore[assignment]
@@ -156,7 +156,7 @@ def validate_dataset_file(
         ]
     with stream:
         size = os.fstat(stream.fileno()).st_size
-        workers = _workers(size, _starts_clean(stream)) if tokenizer is None else 1
+        workers = _workers(size, stream) if tokenizer is None else 1
         if workers > 1:
             return _validate_parallel(
                 stream, summary, size, workers, display, model, max_seq_length, progress
@@ -310,16 +310,16 @@ def _starts_clean(stream: IO[bytes]) -> bool:
     return _textscan.scan(head, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)[0] > 0
 
 
-def _workers(size: int, clean: bool = False) -> int:
+def _workers(size: int, stream: IO[bytes] | None = None) -> int:
     """Worker processes for a file of ``size`` bytes (TUNESTACK_VALIDATE_WORKERS overrides).
 
-    ``clean``: the file starts with a line the C scanner accepts; it then checks ~700 MB/s on
-    one core (measured), faster than starting workers recoups, so it gets none.
+    A file whose first line the C scanner accepts (``stream``, left at 0) gets none: the
+    scanner checks ~700 MB/s on one core (measured), faster than starting workers recoups.
     """
     env = os.environ.get("TUNESTACK_VALIDATE_WORKERS")
     if env and env.isdigit():
         return max(1, int(env)) if size > 0 else 1
-    if size < PARALLEL_MIN_BYTES or clean:
+    if size < PARALLEL_MIN_BYTES or (stream is not None and _starts_clean(stream)):
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # With 2-3 CPUs the workers' start-up and the parent's hashing eat the gain (measured).
@@ -565,7 +565,9 @@ class _Validator:
                 block, start, CHARS_PER_TOKEN, TOKENS_PER_TURN, limit
             )
             if n:  # a run of one format; the next may be of another, or unproven
-                self.accept_text(_SCAN_FORMATS[kind], lineno + 1, n, tokens, too_long)
+                self.nonblank += n
+                fmt = _SCAN_FORMATS[kind]
+                self.accept(lineno + 1, fmt, tokens, False, False, count=n, too_long=too_long)
                 lineno += n
                 start = end
                 continue
@@ -578,24 +580,6 @@ class _Validator:
                 self.line(lineno, block[start:nl])
             start = nl + 1
         return lineno
-
-    def accept_text(
-        self, fmt: str, first: int, n: int, tokens: int, too_long: list[tuple[int, int]]
-    ) -> None:
-        """Accepts ``n`` clean text examples of ``fmt`` from line ``first`` on (estimated
-        tokens); ``too_long`` holds (index from ``first``, tokens) of those over the limit."""
-        for i, t in too_long:
-            self.too_long(first + i, t, exact=False)
-        self.tokens += tokens
-        self.examples += n
-        self.nonblank += n
-        self.inexact = True
-        if fmt not in self.formats:
-            self.formats[fmt] = None
-        self.run(formats.FAMILY[fmt], first, n)
-        self.text_only += n
-        if not self.first_text_only:
-            self.first_text_only = first
 
     def fast_chat_block(self, lineno: int, block: bytes, lines: int) -> bool:
         """Accepts a block when every line is provably a clean text chat example.
@@ -650,7 +634,8 @@ class _Validator:
         too_long = []
         if limit is not None and max(tokens) > limit:
             too_long = [(i, t) for i, t in enumerate(tokens) if t > limit]
-        self.accept_text(formats.CHAT, lineno + 1, n, sum(tokens), too_long)
+        self.nonblank += n
+        self.accept(lineno + 1, formats.CHAT, sum(tokens), False, False, count=n, too_long=too_long)
         return True
 
     def line(self, lineno: int, raw: bytes) -> None:
@@ -740,22 +725,40 @@ class _Validator:
             tokens, exact = estimate_tokens(ex.text_chars, len(ex.turns), len(images)), False
         self.accept(lineno, ex.format, tokens, exact, bool(images))
 
-    def accept(self, lineno: int, fmt: str, tokens: int, exact: bool, has_images: bool) -> None:
-        self.examples += 1
+    def accept(
+        self,
+        lineno: int,
+        fmt: str,
+        tokens: int,
+        exact: bool,
+        has_images: bool,
+        *,
+        count: int = 1,
+        too_long: list[tuple[int, int]] | None = None,
+    ) -> None:
+        """Accepts ``count`` examples of ``fmt`` from line ``lineno`` on, ``tokens`` in all.
+
+        ``too_long``: (index from ``lineno``, tokens) of the examples over the model's limit;
+        None judges the one example by ``tokens``.
+        """
+        self.examples += count
         self.tokens += tokens
         if not exact:
             self.inexact = True
         if fmt not in self.formats:
             self.formats[fmt] = None
-        self.run(formats.FAMILY[fmt], lineno, 1)
+        self.run(formats.FAMILY[fmt], lineno, count)
         if has_images:
-            self.image_examples += 1
+            self.image_examples += count
         else:
-            self.text_only += 1
+            self.text_only += count
             if not self.first_text_only:
                 self.first_text_only = lineno
-        if self.max_seq_length is not None and tokens > self.max_seq_length:
-            self.too_long(lineno, tokens, exact)
+        if too_long is None:
+            limit = self.max_seq_length
+            too_long = [(0, tokens)] if limit is not None and tokens > limit else []
+        for i, t in too_long:
+            self.too_long(lineno + i, t, exact)
 
     def too_long(self, lineno: int, tokens: int, exact: bool) -> None:
         if exact:

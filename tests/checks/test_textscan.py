@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
-import shutil
 import sys
 
 import pytest
@@ -22,15 +20,7 @@ from infra.checks import dataset
 from infra.checks.report import FileSummary
 from infra.checks.tokens import CHARS_PER_TOKEN, TOKENS_PER_TURN
 
-if dataset._textscan is None:
-    if os.environ.get("TUNESTACK_TEXTSCAN") == "0":
-        pytest.skip("the C scanner is switched off (TUNESTACK_TEXTSCAN=0)", allow_module_level=True)
-    if shutil.which("cc") or shutil.which("gcc"):
-        pytest.fail(
-            "infra/checks/_textscan.c was not built although a C compiler is here",
-            pytrace=False,
-        )
-    pytest.skip("no C compiler: this install has no C scanner", allow_module_level=True)
+pytestmark = pytest.mark.usefixtures("textscan")  # fails or skips, saying why, without it
 
 LLAMA = catalog.model("meta/llama3_1@llama-3.1-8b-instruct")
 SPACES = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
@@ -45,7 +35,7 @@ FORMATS = ("chat", "prompt_completion", "generate_content")
 
 
 def exact(line: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, list[str]]:
-    """(examples, tokens, diagnostic codes) of one line by the exact line path alone."""
+    """(examples, tokens, diagnostic codes then formats) of one line by the exact line path."""
     with monkeypatch.context() as m:
         m.setattr(dataset, "_textscan", None)
         m.setattr(dataset._Validator, "fast_chat_block", lambda self, *a: False)
