@@ -278,3 +278,63 @@ def checkpoints_kept(epochs: int) -> int:
 def service_agent(project_number: str, domain: str) -> str:
     """The IAM member of a Vertex service agent for a project number."""
     return f"serviceAccount:service-{project_number}@{domain}.iam.gserviceaccount.com"
+
+
+# --------------------------------------------------------------------------------------------
+# Contracts shared by the Vertex client, the local API and the plan: one source each.
+
+#: Vertex job states (``JobState`` enum names).
+JOB_STATE_SUCCEEDED = "JOB_STATE_SUCCEEDED"
+JOB_STATE_FAILED = "JOB_STATE_FAILED"
+JOB_STATE_CANCELLED = "JOB_STATE_CANCELLED"
+JOB_STATE_CANCELLING = "JOB_STATE_CANCELLING"
+JOB_STATE_PENDING = "JOB_STATE_PENDING"
+JOB_STATE_QUEUED = "JOB_STATE_QUEUED"
+JOB_STATE_RUNNING = "JOB_STATE_RUNNING"
+#: States after which a job never changes again. The SDK's ``has_ended`` forgets EXPIRED and
+#: PARTIALLY_SUCCEEDED; we do not.
+TERMINAL_JOB_STATES = frozenset(
+    {
+        JOB_STATE_SUCCEEDED,
+        JOB_STATE_FAILED,
+        JOB_STATE_CANCELLED,
+        "JOB_STATE_EXPIRED",
+        "JOB_STATE_PARTIALLY_SUCCEEDED",
+    }
+)
+#: States in which a job holds a tuning slot (quota) or is still going to run.
+ACTIVE_JOB_STATES = frozenset(
+    {
+        JOB_STATE_QUEUED,
+        JOB_STATE_PENDING,
+        JOB_STATE_RUNNING,
+        JOB_STATE_CANCELLING,
+        "JOB_STATE_PAUSED",
+        "JOB_STATE_UPDATING",
+    }
+)
+#: States in which an existing job with our key is adopted instead of submitting a new one.
+ADOPTABLE_JOB_STATES = (ACTIVE_JOB_STATES - {JOB_STATE_CANCELLING}) | {JOB_STATE_SUCCEEDED}
+
+#: Where a job's checkpoints live under its ``output_uri`` (the Vertex artifact layout).
+CHECKPOINTS_LAYOUT = "postprocess/node-0/checkpoints"
+#: The checkpoint written when training ends.
+FINAL_CHECKPOINT = "final"
+#: Per-epoch checkpoints are ``checkpoint-<step>``.
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def checkpoints_prefix(output_uri: str) -> str:
+    """``{output_uri}/postprocess/node-0/checkpoints``."""
+    return f"{output_uri.rstrip('/')}/{CHECKPOINTS_LAYOUT}"
+
+
+def checkpoint_uri(output_uri: str, checkpoint: str) -> str:
+    """The URI of one checkpoint (``final`` or ``checkpoint-N``) of a job's output."""
+    return f"{checkpoints_prefix(output_uri)}/{checkpoint}"
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The step of a ``checkpoint-N`` directory name, else None."""
+    step = name.removeprefix(CHECKPOINT_PREFIX)
+    return int(step) if name.startswith(CHECKPOINT_PREFIX) and step.isdigit() else None
