@@ -76,9 +76,9 @@ def load_spec(path: str | Path) -> Loaded:
         report.error(
             "invalid-encoding", "", f"the spec is not UTF-8 ({e.reason})", line=line, column=col
         )
-    if report.diagnostics:
-        return Loaded(p, None, report.diagnostics)
-    return load_text(text, display, p)
+    else:
+        return load_text(text, display, p)
+    return Loaded(p, None, report.diagnostics)
 
 
 def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
