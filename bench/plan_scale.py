@@ -73,21 +73,21 @@ def synthetic_spec(folder: Path, jobs: int, lanes: int = 4) -> Path:
 
 def child(jobs: int, lanes: int) -> None:
     """Measures one size; prints one JSON line."""
+    from infra.checks import validate
     from infra.emit.offline import run_offline
-    from infra.emit.program import check
     from infra.plan import build_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = synthetic_spec(Path(tmp), jobs, lanes)
         t0 = time.perf_counter()
-        checked = check(spec)
-        assert checked.ok, [d.format() for d in checked.diagnostics][:5]
+        report = validate(spec)
+        assert report.ok, [d.format() for d in report.diagnostics][:5]
         t1 = time.perf_counter()
-        assert checked.report.spec is not None
-        plan = build_plan(checked.report.spec, checked.report, spec)
+        assert report.spec is not None
+        plan = build_plan(report.spec, report, spec)
         plan.order()
         t2 = time.perf_counter()
-        offline = run_offline(spec, checked)
+        offline = run_offline(spec, report)
         doc = json.dumps(offline.to_json())
         t3 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

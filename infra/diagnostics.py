@@ -1,7 +1,8 @@
 """Diagnostics: every user error and warning, with location and a stable code.
 
 Codes are part of the public contract (scripts match on them); never rename one. The README's
-error-code table is checked against :data:`CODES` by a test.
+error-code table is checked against :data:`CODES` by a test. Every layer that finds problems
+(the loader, the spec checks, the dataset checks) records them through one :class:`Reporter`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+
+#: Dotted field path (``tuning_jobs[0].epochs``) -> 1-based (line, column) of its key in the
+#: YAML file (of the item itself for list items); ``""`` is the document.
+Positions = dict[str, tuple[int, int]]
 
 #: Every stable code and what it means.
 CODES: dict[str, str] = {
@@ -95,6 +100,102 @@ class Diagnostic:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+class Reporter:
+    """Collects the diagnostics of one file, located by field path or by explicit position.
+
+    Every builder of diagnostics uses this one argument order: ``(severity,) code, field,
+    message``, with ``line`` / ``column`` as keywords when the caller knows them (a dataset
+    line, a YAML mark). Without a ``line`` the field is looked up in ``positions`` (the
+    loader's map; the nearest written ancestor for defaults), or is 0:0 when there is none.
+
+    Attributes:
+        file: The file every diagnostic is about, as the user named it.
+        positions: The loader's field positions, or None when there are none (dataset files).
+        diagnostics: What was recorded, in order.
+    """
+
+    def __init__(self, file: str, positions: Positions | None = None) -> None:
+        self.file = file
+        self.positions = positions
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(
+        self,
+        code: str,
+        field: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        """Records an error (see :meth:`add`)."""
+        self.add("error", code, field, message, line=line, column=column)
+
+    def warning(
+        self,
+        code: str,
+        field: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        """Records a warning (see :meth:`add`)."""
+        self.add("warning", code, field, message, line=line, column=column)
+
+    def add(
+        self,
+        severity: Severity,
+        code: str,
+        field: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        """Records one diagnostic.
+
+        Args:
+            severity: ``error`` or ``warning``.
+            code: A key of :data:`CODES`.
+            field: Dotted field path (``""`` for the file as a whole).
+            message: What is wrong and how to fix it.
+            line: 1-based line; None locates ``field`` through ``positions``.
+            column: 1-based column (0 when unknown); with no ``line`` it comes from the lookup.
+        """
+        self.append(self.make(severity, code, field, message, line=line, column=column))
+
+    def make(
+        self,
+        severity: Severity,
+        code: str,
+        field: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> Diagnostic:
+        """The diagnostic :meth:`add` would record, without recording it."""
+        if line is None:
+            line, found = locate(self.positions, field) if self.positions is not None else (0, 0)
+            column = found if column is None else column
+        return Diagnostic(severity, code, self.file, line, column or 0, field, message)
+
+    def append(self, diagnostic: Diagnostic) -> None:
+        """Records a diagnostic built elsewhere (subclasses may cap or count here)."""
+        self.diagnostics.append(diagnostic)
+
+
+def locate(positions: Positions, path: str) -> tuple[int, int]:
+    """Position of ``path``, else of its nearest ancestor that is written in the file."""
+    while path:
+        if path in positions:
+            return positions[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return positions.get("", (1, 1))
 
 
 def has_errors(diagnostics: list[Diagnostic], strict: bool = False) -> bool:

@@ -18,10 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from infra.diagnostics import Diagnostic, did_you_mean
+from infra.diagnostics import Diagnostic, Positions, Reporter, did_you_mean, locate
 from infra.spec import Spec
-
-Positions = dict[str, tuple[int, int]]
 
 
 @dataclass
@@ -64,119 +62,74 @@ def load_spec(path: str | Path) -> Loaded:
     """
     p = Path(path)
     display = str(path)
+    report = Reporter(display)
     try:
         text = p.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        return Loaded(
-            p,
-            None,
-            [_err("file-not-found", display, 0, 0, "", f"spec file {display} does not exist")],
-        )
+        report.error("file-not-found", "", f"spec file {display} does not exist", line=0)
     except IsADirectoryError:
-        return Loaded(
-            p,
-            None,
-            [
-                _err(
-                    "file-unreadable",
-                    display,
-                    0,
-                    0,
-                    "",
-                    f"{display} is a directory, not a spec file",
-                )
-            ],
-        )
+        report.error("file-unreadable", "", f"{display} is a directory, not a spec file", line=0)
     except OSError as e:
-        return Loaded(
-            p,
-            None,
-            [
-                _err(
-                    "file-unreadable",
-                    display,
-                    0,
-                    0,
-                    "",
-                    f"cannot read {display}: {e.strerror or e}",
-                )
-            ],
-        )
+        report.error("file-unreadable", "", f"cannot read {display}: {e.strerror or e}", line=0)
     except UnicodeDecodeError as e:
         line, col = _byte_position(p.read_bytes(), e.start)
-        return Loaded(
-            p,
-            None,
-            [
-                _err(
-                    "invalid-encoding",
-                    display,
-                    line,
-                    col,
-                    "",
-                    f"the spec is not UTF-8 ({e.reason})",
-                )
-            ],
+        report.error(
+            "invalid-encoding", "", f"the spec is not UTF-8 ({e.reason})", line=line, column=col
         )
-    return load_text(text, display, p)
+    else:
+        return load_text(text, display, p)
+    return Loaded(p, None, report.diagnostics)
 
 
 def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
     """Like :func:`load_spec` for YAML text already in memory (``display`` names it in messages)."""
     p = path or Path(display)
+    report = Reporter(display)
     try:
         docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         msg = " ".join(str(x) for x in (e.context, e.problem) if x) or str(e)
-        return Loaded(
-            p, None, [_err("invalid-yaml", display, line, col, "", f"not valid YAML: {msg}")]
-        )
+        report.error("invalid-yaml", "", f"not valid YAML: {msg}", line=line, column=col)
+        return Loaded(p, None, report.diagnostics)
     except yaml.YAMLError as e:
-        return Loaded(p, None, [_err("invalid-yaml", display, 1, 1, "", f"not valid YAML: {e}")])
+        report.error("invalid-yaml", "", f"not valid YAML: {e}", line=1, column=1)
+        return Loaded(p, None, report.diagnostics)
     docs = [d for d in docs if d is not None]
     if len(docs) > 1:
         m = docs[1].start_mark
-        return Loaded(
-            p,
-            None,
-            [
-                _err(
-                    "invalid-yaml",
-                    display,
-                    m.line + 1,
-                    m.column + 1,
-                    "",
-                    "a spec is one YAML document; remove the second '---' document",
-                )
-            ],
+        report.error(
+            "invalid-yaml",
+            "",
+            "a spec is one YAML document; remove the second '---' document",
+            line=m.line + 1,
+            column=m.column + 1,
         )
-    builder = _Builder(display)
+        return Loaded(p, None, report.diagnostics)
+    builder = _Builder(report)
     data: Any = builder.build(docs[0], "") if docs else {}
     positions = builder.positions
     positions.setdefault("", (1, 1))
-    diags = builder.diagnostics
+    report.positions = positions
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        diags.append(
-            _err(
-                "invalid-value", display, 1, 1, "", "a spec must be a mapping with a 'project' key"
-            )
+        report.error(
+            "invalid-value", "", "a spec must be a mapping with a 'project' key", line=1, column=1
         )
-        return Loaded(p, None, diags, positions)
+        return Loaded(p, None, report.diagnostics, positions)
     spec: Spec | None = None
     partial: Spec | None = None
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
-        diags.extend(_pydantic_diagnostics(e, data, positions, display))
+        _pydantic_diagnostics(e, data, report)
         partial = _without_unknown_keys(data, e)
-    if diags:
+    if report.diagnostics:
         partial = partial or spec
         spec = None
-    return Loaded(p, spec, diags, positions, partial)
+    return Loaded(p, spec, report.diagnostics, positions, partial)
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
@@ -190,21 +143,7 @@ def dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def locate(positions: Positions, path: str) -> tuple[int, int]:
-    """Position of ``path``, else of its nearest ancestor that is written in the file."""
-    while path:
-        if path in positions:
-            return positions[path]
-        cut = max(path.rfind("."), path.rfind("["))
-        path = path[:cut] if cut > 0 else ""
-    return positions.get("", (1, 1))
-
-
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _err(code: str, file: str, line: int, col: int, fld: str, msg: str) -> Diagnostic:
-    return Diagnostic("error", code, file, line, col, fld, msg)
 
 
 def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
@@ -216,10 +155,9 @@ def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
 class _Builder:
     """Turns a composed node tree into Python data, recording positions and duplicate keys."""
 
-    def __init__(self, display: str) -> None:
-        self.display = display
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
         self.positions: Positions = {}
-        self.diagnostics: list[Diagnostic] = []
         self._constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: str) -> Any:
@@ -236,14 +174,12 @@ class _Builder:
                 child = f"{path}.{key}" if path else str(key)
                 if key in seen:
                     first = seen[key][0]
-                    self.diagnostics.append(
-                        _err(
-                            "duplicate-key",
-                            self.display,
-                            *pos,
-                            child,
-                            f"key {key!r} appears twice in this mapping (first on line {first}); remove one",
-                        )
+                    self.report.error(
+                        "duplicate-key",
+                        child,
+                        f"key {key!r} appears twice in this mapping (first on line {first}); remove one",
+                        line=pos[0],
+                        column=pos[1],
                     )
                     continue
                 seen[key] = pos
@@ -267,10 +203,8 @@ class _Builder:
             return node.value
 
 
-def _pydantic_diagnostics(
-    e: ValidationError, data: Any, positions: Positions, display: str
-) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
+def _pydantic_diagnostics(e: ValidationError, data: Any, report: Reporter) -> None:
+    """Reports each pydantic error at its key's line (a missing key at its parent's)."""
     for err in e.errors(include_url=False):
         loc = tuple(err["loc"])
         fld = dotted(loc)
@@ -281,25 +215,11 @@ def _pydantic_diagnostics(
             hint = did_you_mean(key, allowed) or (
                 f" (known keys: {', '.join(allowed)})" if allowed else ""
             )
-            out.append(
-                _err(
-                    "unknown-field",
-                    display,
-                    *locate(positions, fld),
-                    fld,
-                    f"unknown key '{key}'{hint}",
-                )
-            )
+            report.error("unknown-field", fld, f"unknown key '{key}'{hint}")
         elif kind == "missing":
-            parent = dotted(loc[:-1])
-            out.append(
-                _err(
-                    "missing-field",
-                    display,
-                    *locate(positions, parent),
-                    fld,
-                    f"required key '{loc[-1]}' is missing",
-                )
+            line, col = locate(report.positions or {}, dotted(loc[:-1]))
+            report.error(
+                "missing-field", fld, f"required key '{loc[-1]}' is missing", line=line, column=col
             )
         else:
             msg = err["msg"]
@@ -309,8 +229,7 @@ def _pydantic_diagnostics(
                 msg = f"{got!r} is not one of {', '.join(expected)}" + did_you_mean(got, expected)
             elif got is not _MISSING and not isinstance(got, dict | list):
                 msg = f"{msg} (got {got!r})"
-            out.append(_err("invalid-value", display, *locate(positions, fld), fld, msg))
-    return out
+            report.error("invalid-value", fld, msg)
 
 
 _MISSING = object()

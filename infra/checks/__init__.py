@@ -15,10 +15,11 @@ from infra import catalog
 from infra.checks import gcs
 from infra.checks.dataset import validate_dataset_file, validate_stream
 from infra.checks.report import FileSummary, JobSummary, Report
-from infra.checks.spec import check_spec, is_remote
+from infra.checks.spec import check_spec
 from infra.checks.tokens import TokenizerUnavailable, load_tokenizer
-from infra.diagnostics import Diagnostic, did_you_mean, has_errors
-from infra.load import Loaded, load_spec, locate
+from infra.diagnostics import Diagnostic, Reporter, did_you_mean, has_errors
+from infra.gcs import is_remote
+from infra.load import Loaded, load_spec
 from infra.spec import Spec
 
 __all__ = [
@@ -90,7 +91,7 @@ def _check_datasets(
     spec: Spec, loaded: Loaded, display: str, progress: Progress | None
 ) -> tuple[dict[str, FileSummary], list[Diagnostic]]:
     files: dict[str, FileSummary] = {}
-    diags: list[Diagnostic] = []
+    r = Reporter(display, loaded.positions)
     for i, ds in enumerate(spec.datasets):
         jobs = [j for j in spec.tuning_jobs if j.dataset == ds.name]
         models = [m for m in (catalog.model(j.base_model) for j in jobs) if m is not None]
@@ -103,17 +104,10 @@ def _check_datasets(
             try:
                 tokenizer = load_tokenizer(ds.tokenizer, loaded.path.parent)
             except TokenizerUnavailable as e:
-                line, col = locate(loaded.positions, f"datasets[{i}].tokenizer")
-                diags.append(
-                    Diagnostic(
-                        "warning",
-                        "tokenizer-unavailable",
-                        display,
-                        line,
-                        col,
-                        f"datasets[{i}].tokenizer",
-                        f"{e}; token counts are estimated",
-                    )
+                r.warning(
+                    "tokenizer-unavailable",
+                    f"datasets[{i}].tokenizer",
+                    f"{e}; token counts are estimated",
                 )
         for key in ("train", "validation"):
             uri = getattr(ds, key)
@@ -121,15 +115,16 @@ def _check_datasets(
                 continue
             field = f"datasets[{i}].{key}"
             summary, file_diags = _check_file(
-                loaded, uri, field, model, tokenizer, max_seq, progress
+                r, loaded, uri, field, model, tokenizer, max_seq, progress
             )
             files[uri] = summary
-            diags += file_diags
-            diags += _image_buckets_declared(spec, summary, loaded, field, display)
-    return files, diags
+            r.diagnostics += file_diags
+            _image_buckets_declared(r, spec, summary, field)
+    return files, r.diagnostics
 
 
 def _check_file(
+    r: Reporter,
     loaded: Loaded,
     uri: str,
     field: str,
@@ -138,8 +133,6 @@ def _check_file(
     max_seq: int | None,
     progress: Progress | None,
 ) -> tuple[FileSummary, list[Diagnostic]]:
-    spec_display = str(loaded.path)
-    line, col = locate(loaded.positions, field)
     if uri.startswith("gs://"):
         summary = FileSummary(uri=uri, local_path=None)
         try:
@@ -147,17 +140,8 @@ def _check_file(
         except gcs.Unreachable:
             return summary, []  # no emulator or credentials: the spec-level URI checks stand
         if opened is None:
-            return summary, [
-                Diagnostic(
-                    "error",
-                    "file-not-found",
-                    spec_display,
-                    line,
-                    col,
-                    field,
-                    f"{uri} does not exist",
-                )
-            ]
+            r.error("file-not-found", field, f"{uri} does not exist")
+            return summary, []
         stream, size = opened
         cb = (lambda n: progress(uri, n, size)) if progress else None
         with stream:
@@ -178,17 +162,8 @@ def _check_file(
     if not path.is_file():
         what = "is a directory, not a JSONL file" if path.is_dir() else "does not exist"
         code = "file-unreadable" if path.is_dir() else "file-not-found"
-        return FileSummary(uri=uri, local_path=path), [
-            Diagnostic(
-                "error",
-                code,
-                spec_display,
-                line,
-                col,
-                field,
-                f"dataset file {uri} {what} (resolved to {path})",
-            )
-        ]
+        r.error(code, field, f"dataset file {uri} {what} (resolved to {path})")
+        return FileSummary(uri=uri, local_path=path), []
     total = path.stat().st_size
     cb = (lambda n: progress(uri, n, total)) if progress else None
     summary, diags = validate_dataset_file(
@@ -203,27 +178,18 @@ def _check_file(
     return summary, diags
 
 
-def _image_buckets_declared(
-    spec: Spec, summary: FileSummary, loaded: Loaded, field: str, display: str
-) -> list[Diagnostic]:
+def _image_buckets_declared(r: Reporter, spec: Spec, summary: FileSummary, field: str) -> None:
     """Images in undeclared buckets: their IAM grants could not be derived."""
     names = [b.name for b in spec.buckets]
-    line, col = locate(loaded.positions, field)
-    return [
-        Diagnostic(
-            "error",
-            "unknown-reference",
-            display,
-            line,
-            col,
-            field,
-            f"images of {summary.uri} are in bucket {b!r}, which is not declared in buckets: "
-            f"(add it, with create: false for an existing bucket, so both service agents get "
-            f"read access){did_you_mean(b, names)}",
-        )
-        for b in summary.image_buckets
-        if b not in names
-    ]
+    for b in summary.image_buckets:
+        if b not in names:
+            r.error(
+                "unknown-reference",
+                field,
+                f"images of {summary.uri} are in bucket {b!r}, which is not declared in buckets: "
+                f"(add it, with create: false for an existing bucket, so both service agents get "
+                f"read access){did_you_mean(b, names)}",
+            )
 
 
 def _display(path: Path) -> str:

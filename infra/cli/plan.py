@@ -18,8 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
+from infra.checks import validate
 from infra.emit.offline import run_offline
-from infra.emit.program import check
 from infra.plan import COMPONENTS
 
 #: Inputs left out of change detection: a BucketObject's ``source`` is the local path, which
@@ -75,15 +75,15 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def plan_document(spec: str | Path) -> dict[str, Any] | None:
     """The plan JSON of a spec, or None after printing its diagnostics when it is invalid."""
-    checked = check(spec)
-    for d in checked.diagnostics:
+    report = validate(spec)
+    for d in report.diagnostics:
         print(d.format(), file=sys.stderr)
-    if not checked.ok:
-        errors = sum(d.severity == "error" for d in checked.diagnostics)
+    if not report.ok:
+        errors = sum(d.severity == "error" for d in report.diagnostics)
         print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
         return None
     with Console(stderr=True).status(f"planning {spec} under Pulumi mocks..."):
-        return run_offline(spec, checked).to_json()
+        return run_offline(spec, report).to_json()
 
 
 def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks, rpc
 
-from infra.emit.program import Built, Checked, build
+from infra.checks.report import Report
+from infra.emit.program import Built, build
 from infra.plan import Plan, checkpoint_uri
 
 #: Shown where the real program would read the project number from GCP.
@@ -184,12 +185,12 @@ def mocked(stack: str = "plan") -> Iterator[RecordingMonitor]:
         loop.close()
 
 
-def run_offline(spec_path: str | Path, checked: Checked, stack: str = "plan") -> Offline:
+def run_offline(spec_path: str | Path, report: Report, stack: str = "plan") -> Offline:
     """Runs :func:`build` under mocks and returns what it registered.
 
     Args:
         spec_path: The YAML spec.
-        checked: Its :func:`infra.emit.program.check` result (must be ok).
+        report: Its :func:`infra.checks.validate` report (must be ok).
         stack: The stack name used in URNs.
 
     Returns:
@@ -200,7 +201,7 @@ def run_offline(spec_path: str | Path, checked: Checked, stack: str = "plan") ->
 
         @pulumi.runtime.test
         def program() -> pulumi.Output[Any]:
-            built: Built = build(spec_path, checked)
+            built: Built = build(spec_path, report)
             result["plan"] = built.plan
             return pulumi.Output.from_input(built.outputs).apply(
                 lambda o: result.__setitem__("outputs", o)

@@ -15,25 +15,8 @@ import pulumi
 
 from infra import checks
 from infra.checks import Report
-from infra.diagnostics import Diagnostic
 from infra.emit.components import emit
-from infra.load import load_spec
-from infra.plan import Plan, build_plan, project_diagnostics
-
-
-@dataclass
-class Checked:
-    """A spec's validation report plus the plan layer's project bootstrap checks.
-
-    Attributes:
-        report: What ``tunestack validate`` reports.
-        diagnostics: Every finding (the report's and the bootstrap checks'), spec file first.
-        ok: Nothing blocks planning.
-    """
-
-    report: Report
-    diagnostics: list[Diagnostic]
-    ok: bool
+from infra.plan import Plan, build_plan
 
 
 @dataclass
@@ -44,39 +27,13 @@ class Built:
     outputs: dict[str, Any]
 
 
-def check(spec_path: str | Path, strict: bool = False) -> Checked:
-    """Validates a spec (and its datasets) and checks the project bootstrap settings.
-
-    Args:
-        spec_path: The YAML spec.
-        strict: Warnings block too.
-
-    Returns:
-        The findings; ``ok`` is False when any blocks.
-    """
-    report = checks.validate(spec_path, strict=strict)
-    diagnostics = list(report.diagnostics)
-    if report.spec is not None:
-        found = project_diagnostics(report.spec, str(spec_path))
-        if found:
-            # Only re-read the YAML (for line numbers) when there is something to point at.
-            found = project_diagnostics(report.spec, str(spec_path), load_spec(spec_path).positions)
-        diagnostics += found
-    display = str(spec_path)
-    # Spec-file findings first, by position; dataset findings keep the report's order.
-    diagnostics.sort(
-        key=lambda d: (d.file != display, (d.line, d.column) if d.file == display else (0, 0))
-    )
-    blocking = any(d.severity == "error" or strict for d in diagnostics)
-    return Checked(report=report, diagnostics=diagnostics, ok=report.ok and not blocking)
-
-
-def build(spec_path: str | Path, checked: Checked | None = None) -> Built:
+def build(spec_path: str | Path, report: Report | None = None) -> Built:
     """Registers the spec's resources with the running Pulumi engine (real or mocked).
 
     Args:
         spec_path: The YAML spec (dataset paths are relative to its folder).
-        checked: A :func:`check` result already computed (the CLI shows it first).
+        report: Its :func:`infra.checks.validate` report, when already computed (the CLI
+            shows it first); every rule is a check there, so an ``ok`` report always plans.
 
     Returns:
         The plan and the stack outputs, which are also exported.
@@ -85,15 +42,15 @@ def build(spec_path: str | Path, checked: Checked | None = None) -> Built:
         pulumi.RunError: The spec is invalid; every diagnostic was logged as an error or
             warning and nothing was registered or uploaded.
     """
-    checked = checked or check(spec_path)
-    if not checked.ok or checked.report.spec is None:
-        for d in checked.diagnostics:
+    report = report or checks.validate(spec_path)
+    if not report.ok or report.spec is None:
+        for d in report.diagnostics:
             (pulumi.log.error if d.severity == "error" else pulumi.log.warn)(d.format())
-        errors = sum(d.severity == "error" for d in checked.diagnostics)
+        errors = sum(d.severity == "error" for d in report.diagnostics)
         raise pulumi.RunError(
             f"{spec_path}: {errors} error(s); nothing was created or uploaded (run `tunestack validate {spec_path}`)"
         )
-    plan = build_plan(checked.report.spec, checked.report, spec_path)
+    plan = build_plan(report.spec, report, spec_path)
     # The SDK's dependency-cycle check walks each new dependency's transitive closure
     # recursively; a long quota chain (jobs one after another) is that deep.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000 + 10 * len(plan.jobs)))

@@ -1,11 +1,12 @@
 """The plan layer: a validated spec compiled into typed, deterministic plan dataclasses.
 
 Pure (no Pulumi, no I/O): :func:`build_plan` turns a spec and its validation report into a
-:class:`Plan` of resources, dependencies, order and estimates; :func:`project_diagnostics`
-checks the project bootstrap settings. The emit layer turns a plan into Pulumi resources.
+:class:`Plan` of resources, dependencies, order and estimates. It checks nothing: every rule
+runs in ``tunestack validate`` (:mod:`infra.checks`), so a validated spec always plans. The
+emit layer turns a plan into Pulumi resources.
 """
 
-from infra.plan.build import bucket_of, build_plan
+from infra.plan.build import build_plan
 from infra.plan.model import (
     COMPONENTS,
     AgentsPlan,
@@ -21,7 +22,6 @@ from infra.plan.model import (
     UploadPlan,
     checkpoint_uri,
 )
-from infra.plan.project import project_diagnostics
 
 __all__ = [
     "COMPONENTS",
@@ -36,8 +36,6 @@ __all__ = [
     "Plan",
     "ProjectPlan",
     "UploadPlan",
-    "bucket_of",
     "build_plan",
     "checkpoint_uri",
-    "project_diagnostics",
 ]

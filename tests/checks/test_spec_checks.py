@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from infra.checks import validate
+from infra.checks.spec import check_spec
+from infra.diagnostics import Diagnostic
+from infra.load import load_spec
 
 BASE = """\
 project:
@@ -126,6 +131,13 @@ CASES = [
         "member: allUsers",
     ),
     ("invalid-value", "model: job-a", "model: job-a\n    checkpoint: last", "checkpoint: last"),
+    ("invalid-value", "region: us-central1", "region: us-central1\n  folder_id: abc", "folder_id"),
+    (
+        "invalid-value",
+        "region: us-central1",
+        "region: us-central1\n  create: true\n  billing_account: 0A1B2C-3D4E5F-6A7B8C\n  org_id: acme",
+        "org_id",
+    ),
     (
         "missing-field",
         "output_uri: gs://acme-ml-dev-tuning/runs/job-a",
@@ -272,3 +284,39 @@ def test_gs_dataset_is_skipped_without_emulator(
     bad = BASE.replace("train: data/train.jsonl", "train: gs://acme-ml-dev-tuning/")
     r = run(tmp_path, bad)
     assert [d.code for d in r.diagnostics] == ["invalid-uri"]
+
+
+def _project_diagnostics(tmp_path: Path, project: dict[str, Any]) -> list[Diagnostic]:
+    spec = yaml.safe_load(BASE)
+    spec["project"].update(project)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    loaded = load_spec(path)
+    assert loaded.spec is not None
+    return check_spec(loaded.spec, loaded.positions, "spec.yaml")
+
+
+def test_bootstrap_settings_need_create(tmp_path: Path) -> None:
+    found = _project_diagnostics(
+        tmp_path, {"billing_account": "0A1B2C-3D4E5F-6A7B8C", "org_id": "1234"}
+    )
+    assert [(d.code, d.field) for d in found] == [
+        ("invalid-value", "project.billing_account"),
+        ("invalid-value", "project.org_id"),
+    ]
+    text = (tmp_path / "spec.yaml").read_text().splitlines()
+    assert all(text[d.line - 1].strip().startswith(d.field.split(".")[-1]) for d in found)
+    assert found[0].format().startswith(f"spec.yaml:{found[0].line}:")
+
+
+def test_bootstrap_ids_are_numeric(tmp_path: Path) -> None:
+    found = _project_diagnostics(
+        tmp_path,
+        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "engineering"},
+    )
+    assert [(d.code, d.field) for d in found] == [("invalid-value", "project.folder_id")]
+    ok = _project_diagnostics(
+        tmp_path,
+        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "folders/42"},
+    )
+    assert ok == []

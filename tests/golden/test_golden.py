@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.checks import validate
 from infra.emit.offline import run_offline
-from infra.emit.program import check
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))
@@ -26,9 +26,9 @@ UPDATE = os.environ.get("TUNESTACK_UPDATE_GOLDEN") == "1"
 
 
 def plan_json(spec: Path) -> dict:
-    checked = check(spec)
-    assert checked.ok, [d.format() for d in checked.diagnostics]
-    return run_offline(spec, checked).to_json()
+    report = validate(spec)
+    assert report.ok, [d.format() for d in report.diagnostics]
+    return run_offline(spec, report).to_json()
 
 
 def refresh(case: str) -> None:

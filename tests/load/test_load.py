@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.load import dotted, load_spec, load_text, locate
+from infra.diagnostics import locate
+from infra.load import dotted, load_spec, load_text
 
 GOOD = """\
 # a comment

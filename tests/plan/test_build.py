@@ -1,4 +1,4 @@
-"""The pure plan layer: spec + report -> plan, its order, estimates, and the bootstrap checks."""
+"""The pure plan layer: spec + report -> plan, its order and estimates."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import yaml
 
 from infra.checks import validate
-from infra.load import load_spec
-from infra.plan import build_plan, project_diagnostics
+from infra.plan import build_plan
 
 ROW = {
     "messages": [
@@ -111,38 +110,6 @@ def test_endpoint_fit(tmp_path: Path) -> None:
     assert e.weights_gb == 2.0 and e.fits is True
     assert e.depends_on == ("job-job0-done",)
     assert e.model_uri == "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints/final"
-
-
-def _diagnostics(tmp_path: Path, project: dict[str, Any]) -> list:
-    spec = base(jobs=0)
-    spec["project"].update(project)
-    loaded = load_spec(spec_file(tmp_path, spec))
-    assert loaded.spec is not None
-    return project_diagnostics(loaded.spec, "spec.yaml", loaded.positions)
-
-
-def test_bootstrap_settings_need_create(tmp_path: Path) -> None:
-    found = _diagnostics(tmp_path, {"billing_account": "0A1B2C-3D4E5F-6A7B8C", "org_id": "1234"})
-    assert [(d.code, d.field) for d in found] == [
-        ("invalid-value", "project.billing_account"),
-        ("invalid-value", "project.org_id"),
-    ]
-    text = (tmp_path / "spec.yaml").read_text().splitlines()
-    assert all(text[d.line - 1].strip().startswith(d.field.split(".")[-1]) for d in found)
-    assert found[0].format().startswith(f"spec.yaml:{found[0].line}:")
-
-
-def test_bootstrap_ids_are_numeric(tmp_path: Path) -> None:
-    found = _diagnostics(
-        tmp_path,
-        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "engineering"},
-    )
-    assert [(d.code, d.field) for d in found] == [("invalid-value", "project.folder_id")]
-    ok = _diagnostics(
-        tmp_path,
-        {"create": True, "billing_account": "0A1B2C-3D4E5F-6A7B8C", "folder_id": "folders/42"},
-    )
-    assert ok == []
 
 
 def test_created_project_is_first(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from infra import catalog
 from infra.checks import validate
-from infra.derive import bucket_uses, derived_grants
+from infra.plan.derive import bucket_uses, derived_grants
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 

@@ -1,0 +1,124 @@
+"""The endpoint rules: what an endpoint serves, its checkpoint, replicas, machine and fit.
+
+Fit is checked against the catalog: the model's bf16 weights must fit the machine's
+accelerator memory (an error) and should leave room for the KV cache (a warning).
+"""
+
+from __future__ import annotations
+
+import re
+
+from infra import catalog, gcs
+from infra.checks.names import check_duplicates, check_gs_uri
+from infra.diagnostics import Reporter, did_you_mean
+from infra.spec import Spec
+
+_CHECKPOINT = re.compile(
+    f"{re.escape(catalog.FINAL_CHECKPOINT)}|{re.escape(catalog.CHECKPOINT_PREFIX)}[0-9]+"
+)
+
+
+def check_endpoints(r: Reporter, spec: Spec) -> None:
+    """Records every problem of ``spec.endpoints`` on ``r``."""
+    check_duplicates(r, [e.name for e in spec.endpoints], "endpoints", "endpoint")
+    job_names = [j.name for j in spec.tuning_jobs]
+    for i, e in enumerate(spec.endpoints):
+        base = f"endpoints[{i}]"
+        if e.model.startswith(gcs.SCHEME):
+            check_gs_uri(
+                r, spec, e.model, f"{base}.model", f"endpoint {e.name!r} weights", need_object=True
+            )
+        elif gcs.is_remote(e.model):
+            r.error(
+                "invalid-uri",
+                f"{base}.model",
+                f"{e.model!r}: weights must be in Cloud Storage (gs://)",
+            )
+        elif e.model not in job_names:
+            r.error(
+                "unknown-reference",
+                f"{base}.model",
+                f"{e.model!r} is neither a tuning job of this spec nor a gs:// URI{did_you_mean(e.model, job_names)}",
+            )
+        if not _CHECKPOINT.fullmatch(e.checkpoint):
+            r.error(
+                "invalid-value",
+                f"{base}.checkpoint",
+                f"checkpoint {e.checkpoint!r} must be 'final' or 'checkpoint-N'",
+            )
+        if e.base_model is not None and catalog.model(e.base_model) is None:
+            r.error(
+                "unsupported-model",
+                f"{base}.base_model",
+                f"{e.base_model!r} is not in the catalog{did_you_mean(e.base_model, catalog.MODELS)}",
+            )
+        if e.min_replicas > e.max_replicas:
+            r.error(
+                "invalid-value",
+                f"{base}.max_replicas",
+                f"max_replicas ({e.max_replicas}) is below min_replicas ({e.min_replicas})",
+            )
+        machine = catalog.machine(e.machine_type)
+        if machine is None:
+            r.error(
+                "accelerator-mismatch",
+                f"{base}.machine_type",
+                f"{e.machine_type!r} is not a G2 machine type ({', '.join(catalog.MACHINES)}){did_you_mean(e.machine_type, catalog.MACHINES)}",
+            )
+            continue
+        if e.accelerator_type != machine.accelerator_type:
+            r.error(
+                "accelerator-mismatch",
+                f"{base}.accelerator_type",
+                f"{e.machine_type} carries {machine.accelerator_type}, not {e.accelerator_type}",
+            )
+            continue
+        if e.accelerator_count != machine.accelerator_count:
+            r.error(
+                "accelerator-mismatch",
+                f"{base}.accelerator_count",
+                f"{e.machine_type} has {machine.accelerator_count} {machine.accelerator_type}, not {e.accelerator_count}",
+            )
+            continue
+        _fit(r, spec, i, machine)
+
+
+def endpoint_model(spec: Spec, index: int) -> catalog.Model | None:
+    """The catalog model an endpoint serves: its job's base model, or ``base_model`` for gs://."""
+    ep = spec.endpoints[index]
+    if ep.base_model:
+        return catalog.model(ep.base_model)
+    job = next((j for j in spec.tuning_jobs if j.name == ep.model), None)
+    return catalog.model(job.base_model) if job else None
+
+
+def _fit(r: Reporter, spec: Spec, index: int, machine: catalog.Machine) -> None:
+    model = endpoint_model(spec, index)
+    if model is None:
+        return
+    acc = catalog.ACCELERATORS[machine.accelerator_type]
+    memory = acc.memory_gb * machine.accelerator_count
+    weights = model.bf16_weights_gb
+    base = f"endpoints[{index}].machine_type"
+    bigger = [
+        m.name
+        for m in catalog.MACHINES.values()
+        if catalog.ACCELERATORS[m.accelerator_type].memory_gb
+        * m.accelerator_count
+        * (1 - catalog.KV_CACHE_HEADROOM)
+        >= weights
+    ]
+    hint = f"; try {bigger[0]}" if bigger else "; no G2 machine is large enough"
+    if weights > memory:
+        r.error(
+            "endpoint-too-small",
+            base,
+            f"{model.display_name} weights need {weights:.1f} GB in bf16 but {machine.name} has {memory:.0f} GB of accelerator memory{hint}",
+        )
+    elif memory - weights < catalog.KV_CACHE_HEADROOM * memory:
+        free = (memory - weights) / memory
+        r.warning(
+            "kv-cache-headroom",
+            base,
+            f"{model.display_name} weights ({weights:.1f} GB bf16) leave {free:.0%} of {memory:.0f} GB for the KV cache (under {catalog.KV_CACHE_HEADROOM:.0%}){hint}",
+        )
