@@ -19,8 +19,9 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks, rpc
 
+from infra.catalog import checkpoint_uri
 from infra.emit.program import Built, Checked, build
-from infra.plan import Plan, checkpoint_uri
+from infra.plan import Plan
 
 #: Shown where the real program would read the project number from GCP.
 PROJECT_NUMBER = "PROJECT_NUMBER"

@@ -19,7 +19,6 @@ from infra.plan.model import (
     Plan,
     ProjectPlan,
     UploadPlan,
-    checkpoint_uri,
 )
 from infra.plan.project import project_diagnostics
 
@@ -38,6 +37,5 @@ __all__ = [
     "UploadPlan",
     "bucket_of",
     "build_plan",
-    "checkpoint_uri",
     "project_diagnostics",
 ]

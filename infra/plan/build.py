@@ -24,7 +24,6 @@ from infra.plan.model import (
     Plan,
     ProjectPlan,
     UploadPlan,
-    checkpoint_uri,
 )
 from infra.spec.models import Spec
 
@@ -367,7 +366,7 @@ def _endpoints(
     for e in spec.endpoints:
         job = by_job.get(e.model)
         if job is not None:
-            uri = checkpoint_uri(job.output_uri, e.checkpoint)
+            uri = catalog.checkpoint_uri(job.output_uri, e.checkpoint)
             deps: tuple[str, ...] = (job.completion_name,)
             model_id: str | None = e.base_model or job.base_model
         else:
