@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import IO
 
+from infra import gcs
+
 _TIMEOUT_S = 10
 
 
@@ -27,20 +29,16 @@ def open_blob(uri: str) -> tuple[IO[bytes], int] | None:
     Raises:
         Unreachable: when no emulator is configured or it cannot be asked.
     """
-    if not os.environ.get("STORAGE_EMULATOR_HOST"):
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not emulator:
         raise Unreachable("STORAGE_EMULATOR_HOST is not set")
     # Imported here, not at the top: google-cloud-storage takes ~0.3 s to import and only
     # specs with gs:// datasets under the emulator need it.
     from google.api_core import exceptions as gexc  # noqa: PLC0415
-    from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
-    from google.cloud import storage  # noqa: PLC0415
 
-    bucket, _, name = uri[5:].partition("/")
     try:
-        client = storage.Client(
-            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
-            credentials=AnonymousCredentials(),
-        )
+        bucket, name = gcs.split(uri)
+        client = gcs.client(os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), emulator)
         blob = client.bucket(bucket).get_blob(name, timeout=_TIMEOUT_S)
     except gexc.NotFound:
         return None

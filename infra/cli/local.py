@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from rich.console import Console
 
 from infra.local import converge, daemon, server
-from infra.providers import vertex
+from infra.vertex.errors import VertexError
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
 
@@ -173,7 +173,7 @@ def _run(step: Callable[[Console], object], spec: Path) -> int:
         return 1
     try:
         step(console)
-    except (converge.UpError, vertex.VertexError) as e:
+    except (converge.UpError, VertexError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except gexc.GoogleAPICallError as e:

@@ -8,8 +8,6 @@ google-cloud-storage), so a pass means the SDK works against the local stack too
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +16,14 @@ import google.oauth2.credentials
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exc
-from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1beta1 import GenAiTuningServiceClient
 from google.cloud.storage import Client as StorageClient
 
-from infra.doctor.cloud import CALL_ERRORS, TIMEOUT_S, region_check
+from infra import gcs
+from infra.doctor.api import CALL_ERRORS, TIMEOUT_S
+from infra.doctor.cloud import region_check
 from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, blocked, first_line
+from infra.local import home as local_home
 from infra.spec.models import Spec
 
 FIX_START = "start it: `tunestack up`"
@@ -38,17 +38,12 @@ class LocalStack:
     token: str
 
 
-def tunestack_home() -> Path:
-    """``$TUNESTACK_HOME``, default ``~/.tunestack``."""
-    return Path(os.environ.get("TUNESTACK_HOME") or Path.home() / ".tunestack").expanduser()
-
-
 def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResult]:
     """Checks the local stack ``spec`` would run on, yielding each result when known.
 
     Args:
         spec: The loaded spec.
-        home: The tunestack home; None means :func:`tunestack_home`.
+        home: The tunestack home; None means :func:`infra.local.home.home`.
 
     Yields:
         ``region``, ``local-discovery``, ``local-api``, ``local-storage`` and one
@@ -56,7 +51,7 @@ def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResu
     """
     yield region_check(spec)
     later = ["local-api", "local-storage", *(f"bucket:{b.name}" for b in spec.buckets)]
-    found, stack = _discover(home or tunestack_home())
+    found, stack = _discover(home)
     yield found
     if stack is None:
         yield from blocked(later, "the local stack is not running")
@@ -94,14 +89,14 @@ def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResu
             )
 
 
-def _discover(home: Path) -> tuple[CheckResult, LocalStack | None]:
-    api_file, token_file = home / "local" / "api.json", home / "local" / "token"
+def _discover(home: Path | None) -> tuple[CheckResult, LocalStack | None]:
+    api_file, token_file = local_home.api_file(home), local_home.token_file(home)
     try:
-        data = json.loads(api_file.read_text())
+        data = local_home.read_api_info(home)
         stack = LocalStack(
             str(data["api_url"]).rstrip("/"),
             str(data["storage_url"]).rstrip("/"),
-            token_file.read_text().strip(),
+            local_home.read_token(home),
         )
     except FileNotFoundError as e:
         return CheckResult(
@@ -178,11 +173,7 @@ def _api(spec: Spec, stack: LocalStack) -> CheckResult:
 def _storage(stack: LocalStack, project: str) -> tuple[CheckResult, StorageClient | None]:
     try:
         # The emulator checks no auth (as fake-gcs-server): anonymous, like infra.local.storage.
-        client = StorageClient(
-            project=project,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": stack.storage_url},
-        )
+        client = gcs.client(project, stack.storage_url)
         next(iter(client.list_buckets(max_results=1, timeout=TIMEOUT_S, retry=None)), None)
     except CALL_ERRORS as e:
         return CheckResult(

@@ -19,9 +19,10 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks, rpc
 
+from infra.catalog import checkpoint_uri
 from infra.checks.report import Report
 from infra.emit.program import Built, build
-from infra.plan import Plan, checkpoint_uri
+from infra.plan import Plan
 
 #: Shown where the real program would read the project number from GCP.
 PROJECT_NUMBER = "PROJECT_NUMBER"

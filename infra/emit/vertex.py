@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pulumi
 
-from infra.plan import EndpointPlan, ImagePlan, JobPlan, checkpoint_uri
+from infra.catalog import checkpoint_uri
+from infra.plan import EndpointPlan, ImagePlan, JobPlan
 from infra.providers import resources as r
 
 #: The trainer's build context: ``trainer_image/`` next to ``infra/``.

@@ -1,6 +1,6 @@
 """``tunestack up SPEC --local`` and ``down SPEC --local``: converge a spec on the local API.
 
-The same client layer the Pulumi providers use (:mod:`infra.providers.vertex`) does the Vertex
+The same client layer the Pulumi providers use (:mod:`infra.vertex`) does the Vertex
 calls, against the local API found in ``$TUNESTACK_HOME/local/api.json``; buckets and dataset
 uploads go to the GCS emulator with google-cloud-storage. Every step is idempotent, so a
 re-run changes nothing and an interrupted run (Ctrl-C, kill -9) converges when re-run:
@@ -32,10 +32,13 @@ from google.protobuf import json_format, struct_pb2
 from rich.console import Console
 from rich.status import Status
 
-from infra import checks
+from infra import catalog, checks, gcs
 from infra.local import daemon, home, storage
 from infra.plan import EndpointPlan, JobPlan, Plan, build_plan
-from infra.providers import vertex
+from infra.vertex import deployments, keys
+from infra.vertex import jobs as vertex_jobs
+from infra.vertex.errors import JobFailed
+from infra.vertex.target import Target, client
 
 #: Image URI recorded on custom jobs run locally (the local API runs the trainer natively).
 LOCAL_IMAGE = "local/tunestack-trainer:native"
@@ -91,11 +94,11 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         console.print(
             f"local API {'started' if started else 'reused'}: {api.api_url} (storage {api.storage_url})"
         )
-        target = vertex.Target.local(plan.project.project_id, plan.project.region)
+        target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
-        gcs = storage.client(api.storage_url, plan.project.project_id)
-        _buckets(gcs, plan, changes, console, status)
-        _uploads(gcs, plan, changes, console, status)
+        buckets_api = storage.client(api.storage_url, plan.project.project_id)
+        _buckets(buckets_api, plan, changes, console, status)
+        _uploads(buckets_api, plan, changes, console, status)
         record.meta(project=plan.project.project_id, region=plan.project.region)
         for job in plan.jobs:
             _job(target, plan, job, changes, record, console, status)
@@ -135,25 +138,26 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
     plan = build_plan(report.spec, report, spec_path) if report.ok and report.spec else None
     project = plan.project.project_id if plan else record.data.get("project", "local-project")
     region = plan.project.region if plan else record.data.get("region", "us-central1")
-    target = vertex.Target.local(project, region)
+    target = Target.local(project, region)
     with console.status("removing", spinner="dots") as status:
         endpoints = dict(record.data.get("endpoints", {}))
         if plan is not None:
             for ep in plan.endpoints:
-                key = vertex.deployment_key(_deploy_inputs(plan, ep))
-                hit = vertex.find_deployment(target, key)
+                key = keys.deployment_key(_deploy_inputs(plan, ep))
+                hit = deployments.find_deployment(target, key)
                 if hit is not None:
                     endpoints[ep.endpoint] = {"endpoint": hit[0], "model": hit[1]}
-                for orphan in vertex.find_models(target, key):
+                for orphan in deployments.find_models(target, key):
                     endpoints.setdefault(
                         f"{ep.endpoint} (orphan model)", {"endpoint": None, "model": orphan}
                     )
         for label, ids in endpoints.items():
             status.update(f"undeploying {label}")
             gone_before = (
-                ids.get("endpoint") is None or vertex.get_endpoint(target, ids["endpoint"]) is None
-            ) and (not ids.get("model") or not vertex.model_exists(target, ids["model"]))
-            vertex.undeploy_and_delete(
+                ids.get("endpoint") is None
+                or deployments.get_endpoint(target, ids["endpoint"]) is None
+            ) and (not ids.get("model") or not deployments.model_exists(target, ids["model"]))
+            deployments.undeploy_and_delete(
                 target, ids.get("endpoint"), ids.get("model"), DEPLOY_DEADLINE_S, **POLL
             )
             if not gone_before:
@@ -163,32 +167,32 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
         if plan is not None:
             for job in plan.jobs:
                 inputs = _job_inputs(plan, job)
-                key = vertex.job_key(inputs)
+                key = keys.job_key(inputs)
                 hit = (
-                    vertex.find_custom_job(target, key)
+                    vertex_jobs.find_custom_job(target, key)
                     if job.engine == "trainer_image"
-                    else vertex.find_tuning_job(target, key)
+                    else vertex_jobs.find_tuning_job(target, key)
                 )
                 if hit is not None:
                     jobs[job.job] = hit.name
         for label, name in jobs.items():
             try:
-                state = vertex.state_name(vertex.get_job(target, name))
+                state = vertex_jobs.state_name(vertex_jobs.get_job(target, name))
             except gexc.NotFound:
                 continue
-            if state in vertex.TERMINAL_STATES:
+            if state in catalog.TERMINAL_JOB_STATES:
                 continue
             status.update(f"cancelling job {label}")
-            final = vertex.cancel_and_wait(target, name, 120, **POLL)
+            final = vertex_jobs.cancel_and_wait(target, name, 120, **POLL)
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            gcs = storage.client(api.storage_url, project)
+            buckets_api = storage.client(api.storage_url, project)
             for bucket in plan.buckets:
-                b = gcs.bucket(bucket.bucket)
+                b = buckets_api.bucket(bucket.bucket)
                 if not b.exists():
                     continue
-                for blob in gcs.list_blobs(bucket.bucket):
+                for blob in buckets_api.list_blobs(bucket.bucket):
                     blob.delete()
                 b.delete()
                 changes.deleted.append(f"bucket {bucket.bucket}")
@@ -202,7 +206,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
     return changes
 
 
-def sample_prediction(target: vertex.Target, endpoint: str, prompt: str = SAMPLE_PROMPT) -> str:
+def sample_prediction(target: Target, endpoint: str, prompt: str = SAMPLE_PROMPT) -> str:
     """One prediction through the GAPIC client (the instance fields of Google's sample)."""
     instance = json_format.ParseDict(
         {
@@ -215,7 +219,7 @@ def sample_prediction(target: vertex.Target, endpoint: str, prompt: str = SAMPLE
         },
         struct_pb2.Value(),
     )
-    svc = vertex.client(aip.PredictionServiceClient, target)
+    svc = client(aip.PredictionServiceClient, target)
     response = svc.predict(endpoint=endpoint, instances=[instance])
     return str(response.predictions[0]) if response.predictions else ""
 
@@ -232,19 +236,21 @@ def _validated_plan(spec_path: Path, console: Console) -> Plan:
     return build_plan(report.spec, report, spec_path)
 
 
-def _buckets(gcs: Any, plan: Plan, changes: Changes, console: Console, status: Status) -> None:
+def _buckets(
+    buckets_api: Any, plan: Plan, changes: Changes, console: Console, status: Status
+) -> None:
     wanted = [b.bucket for b in plan.buckets]
     for uri in [j.output_uri for j in plan.jobs] + [u.uri for u in plan.uploads]:
-        name = uri[5:].split("/", 1)[0]
+        name = gcs.split(uri)[0]
         if name not in wanted:
             wanted.append(name)
     for name in wanted:
         status.update(f"bucket {name}")
-        if gcs.bucket(name).exists():
+        if buckets_api.bucket(name).exists():
             changes.adopted.append(f"bucket {name}")
             continue
         try:
-            gcs.create_bucket(name)
+            buckets_api.create_bucket(name)
         except gexc.Conflict:
             changes.adopted.append(f"bucket {name}")
             continue
@@ -252,10 +258,12 @@ def _buckets(gcs: Any, plan: Plan, changes: Changes, console: Console, status: S
         console.print(f"[green]+[/] bucket gs://{name}")
 
 
-def _uploads(gcs: Any, plan: Plan, changes: Changes, console: Console, status: Status) -> None:
+def _uploads(
+    buckets_api: Any, plan: Plan, changes: Changes, console: Console, status: Status
+) -> None:
     for upload in plan.uploads:
         status.update(f"dataset {upload.dataset} ({upload.split})")
-        blob = gcs.bucket(upload.bucket).blob(upload.object_name)
+        blob = buckets_api.bucket(upload.bucket).blob(upload.object_name)
         if blob.exists():
             changes.adopted.append(f"upload {upload.uri}")
             continue
@@ -276,7 +284,7 @@ def _job_inputs(plan: Plan, job: JobPlan) -> dict[str, Any]:
 
 
 def _job(
-    target: vertex.Target,
+    target: Target,
     plan: Plan,
     job: JobPlan,
     changes: Changes,
@@ -288,38 +296,38 @@ def _job(
     inputs = _job_inputs(plan, job)
     status.update(f"job {job.job}: looking for it")
     if job.engine == "trainer_image":
-        name, adopted = vertex.ensure_custom_job(target, inputs)
+        name, adopted = vertex_jobs.ensure_custom_job(target, inputs)
     else:
-        name, adopted = vertex.ensure_tuning_job(target, inputs)
+        name, adopted = vertex_jobs.ensure_tuning_job(target, inputs)
     record.set("jobs", job.job, name)
-    state = vertex.state_name(vertex.get_job(target, name))
+    state = vertex_jobs.state_name(vertex_jobs.get_job(target, name))
     if adopted:
         changes.adopted.append(f"job {job.job}")
         console.print(f"[yellow]=[/] job {job.job}: adopted {name} ({state})")
     else:
         changes.created.append(f"job {job.job}")
         console.print(f"[green]+[/] job {job.job}: submitted {name}")
-    collection = "customJobs" if vertex.is_custom_job(name) else "tuningJobs"
+    collection = "customJobs" if vertex_jobs.is_custom_job(name) else "tuningJobs"
     rid = name.rsplit("/", 1)[-1]
 
     def progress(current: Any) -> None:
         line = _last_log_line(target, collection, rid)
         status.update(
-            f"job {job.job}: {vertex.state_name(current).removeprefix('JOB_STATE_')}  {line}"
+            f"job {job.job}: {vertex_jobs.state_name(current).removeprefix('JOB_STATE_')}  {line}"
         )
 
-    done = vertex.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
+    done = vertex_jobs.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
     try:
-        vertex.raise_for_job(done)
-    except vertex.JobFailed as e:
+        vertex_jobs.raise_for_job(done)
+    except JobFailed as e:
         log = home.local_dir() / "logs" / f"{collection}-{rid}.log"
         raise UpError(f"{e}\n  trainer log: {log}\n  (a re-run submits it again)") from None
-    if not adopted or state not in vertex.TERMINAL_STATES:
+    if not adopted or state not in catalog.TERMINAL_JOB_STATES:
         console.print(f"  job {job.job}: succeeded")
 
 
 def _endpoint(
-    target: vertex.Target,
+    target: Target,
     plan: Plan,
     ep: EndpointPlan,
     changes: Changes,
@@ -330,8 +338,8 @@ def _endpoint(
     """Adopts or deploys one endpoint and waits until it serves."""
     inputs = _deploy_inputs(plan, ep)
     status.update(f"endpoint {ep.endpoint}: deploying {ep.model_uri}")
-    endpoint, model, adopted = vertex.ensure_deployment(
-        target, inputs, DEPLOY_DEADLINE_S, None, **POLL
+    endpoint, model, adopted = deployments.ensure_deployment(
+        target, inputs, DEPLOY_DEADLINE_S, **POLL
     )
     record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": model})
     if adopted:
@@ -342,7 +350,7 @@ def _endpoint(
     return endpoint, model
 
 
-def _last_log_line(target: vertex.Target, collection: str, rid: str) -> str:
+def _last_log_line(target: Target, collection: str, rid: str) -> str:
     """The trainer's latest log line (the server's ``/local/v1`` helper), for live progress."""
     api = home.discover()
     if api is None:
@@ -364,7 +372,7 @@ def _deploy_inputs(plan: Plan, ep: EndpointPlan) -> dict[str, Any]:
     return ep.provider_inputs(plan.project.project_id, plan.project.region, ep.model_uri)
 
 
-def _server_idle(target: vertex.Target) -> bool:
+def _server_idle(target: Target) -> bool:
     """True when the server has no endpoint and no unfinished job in any project."""
     data = home.local_dir() / "state"
     for collection in ("endpoints",):
@@ -373,7 +381,7 @@ def _server_idle(target: vertex.Target) -> bool:
     for collection in ("tuningJobs", "customJobs"):
         for path in (data / collection).glob("*.json"):
             state = json.loads(path.read_text())["resource"].get("state")
-            if state not in vertex.TERMINAL_STATES:
+            if state not in catalog.TERMINAL_JOB_STATES:
                 return False
     return True
 

@@ -40,23 +40,56 @@ def local_dir() -> Path:
     return path
 
 
-def api_file() -> Path:
-    """The discovery file a running server writes: ``local/api.json``."""
-    return local_dir() / "api.json"
+def api_file(root: Path | None = None) -> Path:
+    """The discovery file a running server writes: ``local/api.json`` (not created here).
+
+    Args:
+        root: The tunestack home; None means :func:`home`.
+    """
+    return (root or home()) / "local" / "api.json"
 
 
-def token_file() -> Path:
-    """The bearer token file: ``local/token`` (mode 0600)."""
-    return local_dir() / "token"
+def token_file(root: Path | None = None) -> Path:
+    """The bearer token file: ``local/token`` (mode 0600; not created here).
+
+    Args:
+        root: The tunestack home; None means :func:`home`.
+    """
+    return (root or home()) / "local" / "token"
+
+
+def read_api_info(root: Path | None = None) -> dict[str, Any]:
+    """The parsed ``api.json`` of a server (the only reader of that file).
+
+    Raises:
+        FileNotFoundError: no server has written it.
+        OSError: it cannot be read.
+        ValueError: it is not JSON.
+    """
+    data = json.loads(api_file(root).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{api_file(root)}: expected a JSON object")
+    return data
+
+
+def read_token(root: Path | None = None) -> str:
+    """The bearer token from ``local/token``, stripped (the only reader of that file).
+
+    Raises:
+        FileNotFoundError: no server has generated it.
+        OSError: it cannot be read.
+    """
+    return token_file(root).read_text().strip()
 
 
 def ensure_token() -> str:
     """Returns the bearer token, generating it (mode 0600, never group/world readable) once."""
     path = token_file()
     if path.exists():
-        token = path.read_text().strip()
+        token = read_token()
         if token:
             return token
+    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     # O_EXCL-free but created with 0600 from the start: the token is never briefly readable.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -83,11 +116,15 @@ class LocalApi:
     pid: int | None = None
 
 
-def discover() -> LocalApi | None:
-    """Reads ``api.json`` and the token; None when no server has written them."""
+def discover(root: Path | None = None) -> LocalApi | None:
+    """Reads ``api.json`` and the token; None when no server has written them.
+
+    Args:
+        root: The tunestack home; None means :func:`home`.
+    """
     try:
-        data = json.loads(api_file().read_text())
-        token = token_file().read_text().strip()
+        data = read_api_info(root)
+        token = read_token(root)
     except (OSError, ValueError):
         return None
     return LocalApi(data["api_url"], data["storage_url"], token, data.get("pid"))

@@ -20,7 +20,6 @@ from infra.plan.model import (
     Plan,
     ProjectPlan,
     UploadPlan,
-    checkpoint_uri,
 )
 
 __all__ = [
@@ -37,5 +36,4 @@ __all__ = [
     "ProjectPlan",
     "UploadPlan",
     "build_plan",
-    "checkpoint_uri",
 ]

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.catalog import FINAL_CHECKPOINT, checkpoint_uri
+from infra.providers.inputs import ModelDeploymentArgs, TuningJobArgs, as_inputs
+
 #: Component groups (ComponentResource name -> type token). Renaming one changes every URN
 #: under it, so these are part of the state contract: add ``aliases`` before changing them.
 COMPONENTS: dict[str, str] = {
@@ -256,29 +259,30 @@ class JobPlan:
 
     @property
     def final_uri(self) -> str:
-        return checkpoint_uri(self.output_uri, "final")
+        return checkpoint_uri(self.output_uri, FINAL_CHECKPOINT)
 
     def provider_inputs(self, project: Any, location: str) -> dict[str, Any]:
         """The inputs of the job's dynamic resource (TuningJob, or CustomTrainingJob less its
         image fields). The Pulumi program and ``up --local`` both use this, so they derive the
         same job key and adopt each other's jobs."""
-        return {
-            "project": project,
-            "location": location,
-            "base_model": self.base_model,
-            "tuning_mode": self.tuning_mode,
-            "train_dataset_uri": self.train_uri,
-            "output_uri": self.output_uri,
-            "epochs": self.epochs,
-            "custom_base_model": self.custom_base_model,
-            "learning_rate": self.learning_rate,
-            "learning_rate_multiplier": self.learning_rate_multiplier,
-            "adapter_size": self.adapter_size,
-            "validation_dataset_uri": self.validation_uri,
-            "display_name": self.job,
-            "labels": self.labels,
-            "dataset_identity": self.dataset_identity,
-        }
+        args = TuningJobArgs(
+            project=project,
+            location=location,
+            base_model=self.base_model,
+            tuning_mode=self.tuning_mode,
+            train_dataset_uri=self.train_uri,
+            output_uri=self.output_uri,
+            epochs=self.epochs,
+            custom_base_model=self.custom_base_model,
+            learning_rate=self.learning_rate,
+            learning_rate_multiplier=self.learning_rate_multiplier,
+            adapter_size=self.adapter_size,
+            validation_dataset_uri=self.validation_uri,
+            display_name=self.job,
+            labels=self.labels,
+            dataset_identity=self.dataset_identity,
+        )
+        return _plan_inputs(args)
 
 
 @dataclass(frozen=True)
@@ -320,18 +324,19 @@ class EndpointPlan:
 
     def provider_inputs(self, project: Any, location: str, gcs_uri: Any) -> dict[str, Any]:
         """The inputs of the endpoint's ModelDeployment (program and ``up --local`` alike)."""
-        return {
-            "project": project,
-            "location": location,
-            "gcs_uri": gcs_uri,
-            "machine_type": self.machine_type,
-            "endpoint_display_name": self.endpoint,
-            "model_display_name": self.job or self.endpoint,
-            "accelerator_type": self.accelerator_type,
-            "accelerator_count": self.accelerator_count,
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-        }
+        args = ModelDeploymentArgs(
+            project=project,
+            location=location,
+            gcs_uri=gcs_uri,
+            machine_type=self.machine_type,
+            endpoint_display_name=self.endpoint,
+            model_display_name=self.job or self.endpoint,
+            accelerator_type=self.accelerator_type,
+            accelerator_count=self.accelerator_count,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+        )
+        return _plan_inputs(args)
 
 
 @dataclass(frozen=True)
@@ -429,6 +434,11 @@ class Plan:
         return nodes
 
 
-def checkpoint_uri(output_uri: str, checkpoint: str) -> str:
-    """URI of a checkpoint (``final`` or ``checkpoint-N``) under a job's output URI."""
-    return f"{output_uri.rstrip('/')}/postprocess/node-0/checkpoints/{checkpoint}"
+def _plan_inputs(args: Any) -> dict[str, Any]:
+    # The inputs the plan decides, named as their provider declares them; the Pulumi program
+    # and ``up --local`` set the rest (where the API is, how long to wait).
+    return {k: v for k, v in as_inputs(args).items() if k not in _CALLER_INPUTS}
+
+
+#: Inputs the Pulumi program or ``up --local`` set, never the plan.
+_CALLER_INPUTS = frozenset({"api_endpoint", "deadline_seconds"})

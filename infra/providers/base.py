@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypedDict, TypeGuard
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.output import Unknown
 
-from infra.providers.vertex import Target
+from infra.vertex.target import Target
 
 #: Placeholder the engine sends for values not known yet (preview). The host turns it into a
 #: ``pulumi.output.Unknown`` in check and diff.
@@ -57,7 +57,8 @@ class TunestackProvider(ResourceProvider):
     """Base: declared inputs, ``diff`` over them, ``update`` returning complete outputs.
 
     Subclasses set ``INPUTS`` (all input names), ``REPLACES`` (inputs whose change needs a
-    new cloud object), ``REQUIRED`` and ``OUTPUTS``.
+    new cloud object) and ``REQUIRED``, all read from their ``Args`` declaration in
+    :mod:`infra.providers.inputs`, and ``OUTPUTS``.
     """
 
     INPUTS: ClassVar[tuple[str, ...]] = ()

@@ -14,34 +14,21 @@ from typing import Any, ClassVar
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
-from infra.providers import vertex
 from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
+from infra.providers.inputs import ModelDeploymentArgs, input_names, replacing, required
+from infra.vertex import deployments
+from infra.vertex.keys import deployment_key
 
 #: Default deadline of a deployment, as the SDK's (2 hours).
 DEFAULT_DEPLOY_DEADLINE = 7200.0
-DEPLOY_INPUTS = (
-    "project",
-    "location",
-    "gcs_uri",
-    "machine_type",
-    "accelerator_type",
-    "accelerator_count",
-    "min_replicas",
-    "max_replicas",
-    "endpoint_display_name",
-    "model_display_name",
-)
 
 
 class ModelDeploymentProvider(TunestackProvider):
     """Deploys HF weights from ``gcs_uri`` to a new endpoint; records endpoint and model."""
 
-    INPUTS: ClassVar[tuple[str, ...]] = (*DEPLOY_INPUTS, "deadline_seconds", "api_endpoint")
-    REPLACES: ClassVar[frozenset[str]] = frozenset({*DEPLOY_INPUTS, "api_endpoint"})
-    REQUIRED: ClassVar[tuple[str, ...]] = (
-        "project", "location", "gcs_uri", "machine_type", "endpoint_display_name",
-        "model_display_name",
-    )  # fmt: skip
+    INPUTS: ClassVar[tuple[str, ...]] = input_names(ModelDeploymentArgs)
+    REPLACES: ClassVar[frozenset[str]] = replacing(ModelDeploymentArgs)
+    REQUIRED: ClassVar[tuple[str, ...]] = required(ModelDeploymentArgs)
     OUTPUTS: ClassVar[tuple[str, ...]] = ("endpoint", "model", "key", "adopted")
 
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
@@ -83,16 +70,17 @@ class ModelDeploymentProvider(TunestackProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = inputs_of(props, self.INPUTS)
-        key_inputs = {k: inputs.get(k) for k in DEPLOY_INPUTS}
+        # The key: what the deployment serves, not where the API is (every replacing input).
+        key_inputs = {k: v for k, v in inputs.items() if k in self.REPLACES and k != "api_endpoint"}
         deadline = float(inputs.get("deadline_seconds") or DEFAULT_DEPLOY_DEADLINE)
-        endpoint, model, adopted = vertex.ensure_deployment(
+        endpoint, model, adopted = deployments.ensure_deployment(
             target_of(inputs), key_inputs, deadline, **poll_settings()
         )
         outs = {
             **inputs,
             "endpoint": endpoint,
             "model": model,
-            "key": vertex.deployment_key(key_inputs),
+            "key": deployment_key(key_inputs),
             "adopted": adopted,
         }
         return CreateResult(endpoint, outs)
@@ -100,19 +88,21 @@ class ModelDeploymentProvider(TunestackProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """An endpoint deleted outside Pulumi leaves state (the next ``up`` deploys again)."""
         target = target_of(props)
-        ep = vertex.get_endpoint(target, id_)
+        ep = deployments.get_endpoint(target, id_)
         if ep is None:
             return ReadResult("", {})
         outs = {k: props.get(k) for k in (*self.INPUTS, *self.OUTPUTS)}
-        models = [d.model.split("@", 1)[0] for d in ep.deployed_models if d.model]
-        if models:
-            outs["model"] = models[0]
+        model = deployments.deployed_model(ep)
+        if model:
+            outs["model"] = model
         return ReadResult(id_, outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         target = target_of(props)
         deadline = float(os.environ.get("TUNESTACK_UNDEPLOY_DEADLINE_SECONDS", "1800"))
-        vertex.undeploy_and_delete(target, id_, props.get("model"), deadline, **poll_settings())
+        deployments.undeploy_and_delete(
+            target, id_, props.get("model"), deadline, **poll_settings()
+        )
         # Anything else carrying this deployment's key is an orphan of an interrupted run.
         if props.get("key"):
-            vertex.delete_deployment_by_key(target, props["key"], deadline, **poll_settings())
+            deployments.delete_deployment_by_key(target, props["key"], deadline, **poll_settings())

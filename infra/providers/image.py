@@ -13,7 +13,6 @@ import io
 import os
 import stat
 import tarfile
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,8 +22,11 @@ from google.cloud.devtools import cloudbuild_v1 as cb
 from google.protobuf import duration_pb2
 from pulumi.dynamic import CreateResult, ReadResult
 
+from infra import gcs
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.providers.vertex import DeadlineExceeded, VertexError, storage_client
+from infra.providers.inputs import TrainerImageArgs, input_names, replacing, required
+from infra.vertex.errors import DeadlineExceeded, VertexError
+from infra.vertex.operations import poll
 
 #: Paths never part of the build context (caches and local build output).
 IGNORED_DIRS = frozenset(
@@ -139,9 +141,9 @@ def ensure_image(inputs: dict[str, Any], **poll: float) -> dict[str, Any]:
     if build is None:
         bucket = inputs.get("source_bucket") or f"{project}_cloudbuild"
         obj = f"tunestack/trainer-{tag}.tgz"
-        gcs = storage_client(project, inputs.get("storage_endpoint"))
+        storage = gcs.client(project, inputs.get("storage_endpoint"))
         # gcloud's convention: the source bucket is created on first use.
-        source = gcs.lookup_bucket(bucket) or gcs.create_bucket(bucket, location=location)
+        source = storage.lookup_bucket(bucket) or storage.create_bucket(bucket, location=location)
         blob = source.blob(obj)
         blob.upload_from_string(
             context_tarball(inputs["context_dir"]), content_type="application/gzip"
@@ -176,17 +178,17 @@ def wait_build(
     max_delay: float = 30.0,
 ) -> cb.Build:
     """Polls a build until it is terminal (bounded deadline, exponential backoff)."""
-    end = time.monotonic() + deadline_s
-    delay = initial_delay
-    while True:
-        build = client.get_build(request=cb.GetBuildRequest(name=f"{parent}/builds/{build_id}"))
-        if cb.Build.Status(build.status).name in TERMINAL_BUILD:
-            return build
-        left = end - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(f"Cloud Build {build_id} not finished after {deadline_s:.0f} s")
-        time.sleep(min(delay, left))
-        delay = min(delay * 2, max_delay)
+    name = f"{parent}/builds/{build_id}"
+    return poll(
+        lambda: client.get_build(request=cb.GetBuildRequest(name=name)),
+        lambda build: cb.Build.Status(build.status).name in TERMINAL_BUILD,
+        deadline_s,
+        lambda _build: DeadlineExceeded(
+            f"Cloud Build {build_id} not finished after {deadline_s:.0f} s"
+        ),
+        initial_delay=initial_delay,
+        max_delay=max_delay,
+    )
 
 
 class TrainerImageProvider(TunestackProvider):
@@ -196,14 +198,10 @@ class TrainerImageProvider(TunestackProvider):
     shows as a diff (and a new image) on the next ``up``.
     """
 
-    INPUTS: ClassVar[tuple[str, ...]] = (
-        "project", "location", "repository", "context_dir", "image_name", "source_bucket",
-        "deadline_seconds", "api_endpoint", "storage_endpoint", "context_hash",
-    )  # fmt: skip
-    REPLACES: ClassVar[frozenset[str]] = frozenset(
-        {"project", "location", "repository", "image_name", "context_hash"}
-    )
-    REQUIRED: ClassVar[tuple[str, ...]] = ("project", "location", "repository", "context_dir")
+    # ``context_hash`` is hidden: ``check`` computes it, and a new hash is a new image.
+    INPUTS: ClassVar[tuple[str, ...]] = (*input_names(TrainerImageArgs), "context_hash")
+    REPLACES: ClassVar[frozenset[str]] = replacing(TrainerImageArgs) | {"context_hash"}
+    REQUIRED: ClassVar[tuple[str, ...]] = required(TrainerImageArgs)
     OUTPUTS: ClassVar[tuple[str, ...]] = ("image_uri", "tag", "build_id", "built")
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]):  # type: ignore[override]

@@ -16,26 +16,20 @@ from google.api_core import exceptions as gexc
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
-from infra.providers import vertex
 from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
-
-#: Inputs that define what a tuning job computes: any change makes a new job.
-TRAINING_INPUTS = (
-    "project",
-    "location",
-    "base_model",
-    "custom_base_model",
-    "tuning_mode",
-    "epochs",
-    "learning_rate",
-    "learning_rate_multiplier",
-    "adapter_size",
-    "train_dataset_uri",
-    "validation_dataset_uri",
-    "output_uri",
-    "display_name",
-    "dataset_identity",
+from infra.providers.inputs import (
+    CustomTrainingJobArgs,
+    TuningJobArgs,
+    TuningJobCompletionArgs,
+    input_names,
+    replacing,
+    required,
 )
+from infra.vertex import checkpoints
+from infra.vertex import jobs as vertex_jobs
+from infra.vertex.errors import VertexError
+from infra.vertex.keys import job_key
+
 JOB_OUTPUTS = ("job_name", "key", "adopted", "state")
 
 
@@ -47,12 +41,10 @@ def cancel_deadline() -> float:
 class TuningJobProvider(TunestackProvider):
     """A Vertex managed open-model tuning job (``tuningJobs``)."""
 
-    INPUTS: ClassVar[tuple[str, ...]] = (*TRAINING_INPUTS, "labels", "api_endpoint")
-    # The endpoint is where the job lives: a different one is a different job.
-    REPLACES: ClassVar[frozenset[str]] = frozenset({*TRAINING_INPUTS, "api_endpoint"})
-    REQUIRED: ClassVar[tuple[str, ...]] = (
-        "project", "location", "base_model", "tuning_mode", "train_dataset_uri", "output_uri",
-    )  # fmt: skip
+    INPUTS: ClassVar[tuple[str, ...]] = input_names(TuningJobArgs)
+    # Every training input and the endpoint (where the job lives) replace; labels update.
+    REPLACES: ClassVar[frozenset[str]] = replacing(TuningJobArgs)
+    REQUIRED: ClassVar[tuple[str, ...]] = required(TuningJobArgs)
     OUTPUTS: ClassVar[tuple[str, ...]] = JOB_OUTPUTS
 
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
@@ -61,18 +53,18 @@ class TuningJobProvider(TunestackProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = inputs_of(props, self.INPUTS)
         name, adopted = self.ensure(inputs)
-        job = vertex.get_job(target_of(inputs), name)
+        job = vertex_jobs.get_job(target_of(inputs), name)
         outs = {
             **inputs,
             "job_name": name,
-            "key": vertex.job_key(self.key_inputs(inputs)),
+            "key": job_key(self.key_inputs(inputs)),
             "adopted": adopted,
-            "state": vertex.state_name(job),
+            "state": vertex_jobs.state_name(job),
         }
         return CreateResult(name, outs)
 
     def ensure(self, inputs: dict[str, Any]) -> tuple[str, bool]:
-        return vertex.ensure_tuning_job(target_of(inputs), self.key_inputs(inputs))
+        return vertex_jobs.ensure_tuning_job(target_of(inputs), self.key_inputs(inputs))
 
     def key_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs the key is computed from (the endpoint never is)."""
@@ -82,11 +74,11 @@ class TuningJobProvider(TunestackProvider):
         """Refreshes the job's state. A job cancelled outside Pulumi, or gone, leaves state
         (empty id), so the next ``up`` submits it again, as the spec still asks for it."""
         try:
-            job = vertex.get_job(target_of(props), id_)
+            job = vertex_jobs.get_job(target_of(props), id_)
         except gexc.NotFound:
             return ReadResult("", {})
-        state = vertex.state_name(job)
-        if state in ("JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"):
+        state = vertex_jobs.state_name(job)
+        if state in (catalog.JOB_STATE_CANCELLED, catalog.JOB_STATE_CANCELLING):
             return ReadResult("", {})
         outs = {k: props.get(k) for k in (*self.INPUTS, *self.OUTPUTS)}
         outs.update(job_name=id_, state=state)
@@ -94,21 +86,19 @@ class TuningJobProvider(TunestackProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Jobs cannot be deleted: cancel a running one and wait until it is terminal."""
-        state = vertex.cancel_and_wait(target_of(props), id_, cancel_deadline(), **poll_settings())
-        if state not in vertex.TERMINAL_STATES and state != "NOT_FOUND":
-            raise vertex.VertexError(f"job {id_} did not stop: {state}")
+        state = vertex_jobs.cancel_and_wait(
+            target_of(props), id_, cancel_deadline(), **poll_settings()
+        )
+        if state not in catalog.TERMINAL_JOB_STATES and state != "NOT_FOUND":
+            raise VertexError(f"job {id_} did not stop: {state}")
 
 
 class CustomTrainingJobProvider(TuningJobProvider):
     """A Vertex CustomJob running our trainer image (engine ``trainer_image``)."""
 
-    INPUTS: ClassVar[tuple[str, ...]] = (
-        *TRAINING_INPUTS, "image_uri", "replicas", "machine_type", "labels", "api_endpoint",
-    )  # fmt: skip
-    REPLACES: ClassVar[frozenset[str]] = frozenset(
-        {*TRAINING_INPUTS, "image_uri", "replicas", "machine_type", "api_endpoint"}
-    )
-    REQUIRED: ClassVar[tuple[str, ...]] = (*TuningJobProvider.REQUIRED, "image_uri")
+    INPUTS: ClassVar[tuple[str, ...]] = input_names(CustomTrainingJobArgs)
+    REPLACES: ClassVar[frozenset[str]] = replacing(CustomTrainingJobArgs)
+    REQUIRED: ClassVar[tuple[str, ...]] = required(CustomTrainingJobArgs)
 
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
         failures = validate_training(news)
@@ -118,7 +108,7 @@ class CustomTrainingJobProvider(TuningJobProvider):
         return failures
 
     def ensure(self, inputs: dict[str, Any]) -> tuple[str, bool]:
-        return vertex.ensure_custom_job(target_of(inputs), self.key_inputs(inputs))
+        return vertex_jobs.ensure_custom_job(target_of(inputs), self.key_inputs(inputs))
 
 
 class JobCompletionProvider(TunestackProvider):
@@ -129,13 +119,9 @@ class JobCompletionProvider(TunestackProvider):
     resource, so the re-run's create waits on the same job again.
     """
 
-    INPUTS: ClassVar[tuple[str, ...]] = (
-        "project", "location", "job_name", "output_uri", "deadline_seconds", "api_endpoint",
-    )  # fmt: skip
-    REPLACES: ClassVar[frozenset[str]] = frozenset(
-        {"project", "location", "job_name", "output_uri", "api_endpoint"}
-    )
-    REQUIRED: ClassVar[tuple[str, ...]] = ("project", "location", "job_name", "output_uri")
+    INPUTS: ClassVar[tuple[str, ...]] = input_names(TuningJobCompletionArgs)
+    REPLACES: ClassVar[frozenset[str]] = replacing(TuningJobCompletionArgs)
+    REQUIRED: ClassVar[tuple[str, ...]] = required(TuningJobCompletionArgs)
     OUTPUTS: ClassVar[tuple[str, ...]] = (
         "state", "final_checkpoint_uri", "checkpoint_uris", "tuned_model",
     )  # fmt: skip
@@ -145,15 +131,15 @@ class JobCompletionProvider(TunestackProvider):
         target = target_of(inputs)
         name = inputs["job_name"]
         deadline = float(inputs.get("deadline_seconds") or 48 * 3600)
-        job = vertex.wait_for_job(target, name, deadline, **poll_settings())
-        vertex.raise_for_job(job)
-        final, per_epoch = vertex.checkpoint_uris(target, inputs["output_uri"])
+        job = vertex_jobs.wait_for_job(target, name, deadline, **poll_settings())
+        vertex_jobs.raise_for_job(job)
+        final, per_epoch = checkpoints.checkpoint_uris(target, inputs["output_uri"])
         tuned_model = ""
-        if not vertex.is_custom_job(name):
+        if not vertex_jobs.is_custom_job(name):
             tuned_model = job.tuned_model.model  # type: ignore[union-attr]
         outs = {
             **inputs,
-            "state": vertex.state_name(job),
+            "state": vertex_jobs.state_name(job),
             "final_checkpoint_uri": final,
             "checkpoint_uris": per_epoch,
             "tuned_model": tuned_model,
@@ -162,11 +148,11 @@ class JobCompletionProvider(TunestackProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
-            job = vertex.get_job(target_of(props), props["job_name"])
+            job = vertex_jobs.get_job(target_of(props), props["job_name"])
         except gexc.NotFound:
             return ReadResult("", {})
         outs = {k: props.get(k) for k in (*self.INPUTS, *self.OUTPUTS)}
-        outs["state"] = vertex.state_name(job)
+        outs["state"] = vertex_jobs.state_name(job)
         return ReadResult(id_, outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

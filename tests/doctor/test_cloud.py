@@ -9,7 +9,9 @@ import google.oauth2.credentials
 import pytest
 from google.auth import exceptions as auth_exc
 
-from infra.doctor.cloud import BUCKET_PERMISSIONS, Endpoints, run_cloud_checks
+from infra.doctor.api import Endpoints
+from infra.doctor.cloud import run_cloud_checks
+from infra.doctor.project import BUCKET_PERMISSIONS
 from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, exit_code
 from infra.spec.models import Spec
 

@@ -1,5 +1,5 @@
 """ServiceAgents through the provider host against a small fake of Service Usage + Resource
-Manager; and the grant retry helper."""
+Manager."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import grpc
 import pytest
 from fake_vertex import serve_json
 
+from infra import catalog
 from infra.providers import agents
 from infra.providers.agents import ServiceAgentsProvider
-from infra.providers.vertex import VertexError
 
 NUMBER = "123456789012"
 
@@ -57,7 +57,7 @@ class FakeGoogle:
         if method == "POST" and path.endswith(":getIamPolicy"):
             self.policy_reads += 1
             members = [
-                agents.agent_member(NUMBER, d)
+                catalog.service_agent(NUMBER, d)
                 for d, after in self.visible_after.items()
                 if self.generated and after is not None and self.policy_reads >= after
             ]
@@ -145,39 +145,3 @@ def test_check_rejects_unknown_agents(google, make_host):
     _, url = google
     _, failures = make_host(ServiceAgentsProvider()).check(inputs(url, required=["gcp-sa-nope"]))
     assert [p for p, _ in failures] == ["required"]
-
-
-def test_retry_grant_retries_missing_agent_errors_then_succeeds():
-    attempts = []
-
-    def grant() -> str:
-        attempts.append(1)
-        if len(attempts) < 3:
-            raise RuntimeError(
-                "Service account service-1@gcp-sa-vertex-moss-ft.iam.gserviceaccount.com does not exist."
-            )
-        return "granted"
-
-    assert agents.retry_grant(grant, "objectUser", 5, initial_delay=0.01) == "granted"
-    assert len(attempts) == 3
-
-
-def test_retry_grant_gives_up_at_the_deadline_with_advice():
-    def grant() -> None:
-        raise RuntimeError("Service account x does not exist")
-
-    with pytest.raises(VertexError, match="re-run later") as err:
-        agents.retry_grant(grant, "objectUser on gs://b", 0.2, initial_delay=0.05)
-    assert "objectUser on gs://b" in str(err.value) and "does not exist" in str(err.value)
-
-
-def test_retry_grant_does_not_retry_other_errors():
-    attempts = []
-
-    def grant() -> None:
-        attempts.append(1)
-        raise PermissionError("403 caller lacks storage.buckets.setIamPolicy")
-
-    with pytest.raises(PermissionError):
-        agents.retry_grant(grant, "x", 5, initial_delay=0.01)
-    assert len(attempts) == 1

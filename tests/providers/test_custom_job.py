@@ -8,8 +8,8 @@ from google.cloud import aiplatform_v1beta1 as aip
 from pulumi.runtime.proto import provider_pb2
 from test_tuning_job import completion_inputs, job_inputs
 
-from infra.providers import vertex as v
 from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider
+from infra.vertex.jobs import DEFAULT_CUSTOM_MACHINE
 
 IMAGE = "us-central1-docker.pkg.dev/proj/tunestack/trainer:abc123"
 
@@ -33,7 +33,7 @@ def test_single_replica_runs_the_trainer_with_the_jobs_arguments(vertex, make_ho
     assert args[args.index("--output-dir") + 1] == "gs://out/job1"
     assert args[args.index("--tuning-mode") + 1] == "PEFT_ADAPTER"
     assert args[args.index("--adapter-size") + 1] == "16"
-    assert pool.machine_spec.machine_type == v.DEFAULT_CUSTOM_MACHINE
+    assert pool.machine_spec.machine_type == DEFAULT_CUSTOM_MACHINE
     assert job.labels["tunestack-key"] == outs["key"]
     _, again = host.create(custom_inputs(url))
     assert again["adopted"] is True and len(fake.jobs) == 1

@@ -17,11 +17,15 @@ from typing import Any
 
 import grpc
 import pytest
+from google.cloud import aiplatform_v1beta1 as aip
 from provider_host import ProviderHost
 
-from infra.providers import vertex as v
 from infra.providers.deployment import ModelDeploymentProvider
 from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider, TuningJobProvider
+from infra.vertex.deployments import find_models, get_endpoint, model_exists
+from infra.vertex.jobs import get_job, state_name
+from infra.vertex.keys import DISPLAY_KEY_LENGTH, label_filter
+from infra.vertex.target import Target, client
 
 CHAT = b"".join(
     b'{"messages": [{"role": "user", "content": "say %d"}, {"role": "assistant", "content": "%d"}]}\n'
@@ -146,9 +150,9 @@ def test_train_deploy_destroy_with_crashes_against_the_local_api(
         second = host(TuningJobProvider())
         job_name, outs = second.create(job)
         assert outs["adopted"] is True
-        target = v.Target("test-project", "us-central1", local_api.api_url)
-        listed = v.client(v.aip.GenAiTuningServiceClient, target).list_tuning_jobs(
-            request={"parent": target.parent, "filter": v.label_filter(outs["key"])}
+        target = Target("test-project", "us-central1", local_api.api_url)
+        listed = client(aip.GenAiTuningServiceClient, target).list_tuning_jobs(
+            request={"parent": target.parent, "filter": label_filter(outs["key"])}
         )
         assert [j.name for j in listed] == [job_name]
         # 3. Wait for the real trainer.
@@ -179,26 +183,26 @@ def test_train_deploy_destroy_with_crashes_against_the_local_api(
             third.create(dep)
         fourth = host(ModelDeploymentProvider())
         endpoint, deployed = fourth.create(dep)
-        assert deployed["adopted"] is True and v.model_exists(target, deployed["model"])
+        assert deployed["adopted"] is True and model_exists(target, deployed["model"])
         assert (
             sum(1 for m, p in proxy.calls if m == "POST" and p.split("?")[0].endswith(":deploy"))
             == 1
         )
-        tag = f"[ts-{deployed['key'][: v.DISPLAY_KEY_LENGTH]}]"
-        eps = v.client(v.aip.EndpointServiceClient, target).list_endpoints(
+        tag = f"[ts-{deployed['key'][:DISPLAY_KEY_LENGTH]}]"
+        eps = client(aip.EndpointServiceClient, target).list_endpoints(
             request={"parent": target.parent}
         )
         assert [e.name for e in eps if e.display_name.endswith(tag)] == [endpoint]
-        assert v.find_models(target, deployed["key"]) in ([deployed["model"]], [])
+        assert find_models(target, deployed["key"]) in ([deployed["model"]], [])
         # 5. Refresh sees it; destroy removes endpoint AND model; the job is already terminal.
         assert fourth.read(endpoint, deployed)[0] == endpoint
         fourth.delete(endpoint, deployed)
-        assert v.get_endpoint(target, endpoint) is None and not v.model_exists(
+        assert get_endpoint(target, endpoint) is None and not model_exists(
             target, deployed["model"]
         )
         assert fourth.read(endpoint, deployed)[0] == ""
         second.delete(job_name, outs)
-        assert v.state_name(v.get_job(target, job_name)) == "JOB_STATE_SUCCEEDED"
+        assert state_name(get_job(target, job_name)) == "JOB_STATE_SUCCEEDED"
     finally:
         proxy.hook = None
         for h in hosts:

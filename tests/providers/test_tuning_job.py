@@ -12,8 +12,8 @@ from google.cloud import aiplatform_v1beta1 as aip
 from google.cloud import storage
 from pulumi.runtime.proto import provider_pb2
 
-from infra.providers import vertex as v
 from infra.providers.jobs import JobCompletionProvider, TuningJobProvider
+from infra.vertex import jobs as v
 
 
 def job_inputs(url: str, **over: object) -> dict:

@@ -1,0 +1,93 @@
+"""Deterministic keys of jobs and deployments, and the labels and names that carry them (pure).
+
+``tuningJobs.create`` and ``customJobs.create`` take no request id, so a retry after a crash
+would bill a second job. Every job carries a deterministic label ``tunestack-key`` (a hash of
+its normalised inputs and the dataset's object identity); ``ensure_*`` lists jobs with that
+label and adopts a live or succeeded one before submitting. Deployments cannot carry labels
+through ``:deploy``, so the key travels in the endpoint and model display names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+#: Label carrying the deterministic key of a job (label keys: lowercase, digits, ``_``, ``-``).
+LABEL_KEY = "tunestack-key"
+#: Label marking what tunestack created.
+MANAGED_LABEL = "managed-by"
+MANAGED_VALUE = "tunestack"
+#: Length of the hex key (label values allow 63 characters; 40 hex = 160 bits).
+KEY_LENGTH = 40
+#: How much of the key goes into deployment display names (64 bits: no practical collisions).
+DISPLAY_KEY_LENGTH = 16
+
+#: Input fields that do not change what a job computes, so they stay out of its key.
+NON_KEY_FIELDS = frozenset({"labels", "api_endpoint", "deadline_seconds"})
+
+
+def job_key(inputs: Mapping[str, Any]) -> str:
+    """Deterministic key of a job or deployment from its inputs.
+
+    Normalisation: ``None`` values and ``NON_KEY_FIELDS`` (labels, endpoint, deadlines) are
+    dropped, keys sorted, integral floats become ints (Pulumi's wire format sends every number
+    as a float, so ``2`` and ``2.0`` must hash alike). Include the dataset's object identity
+    (generation/hash) in ``inputs`` so new data under the same URI makes a new job.
+
+    Args:
+        inputs: Job inputs (snake_case names, as the providers receive them).
+
+    Returns:
+        40 lowercase hex characters, usable as a label value.
+    """
+    normal = _normalise({k: v for k, v in inputs.items() if k not in NON_KEY_FIELDS})
+    blob = json.dumps(normal, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def deployment_key(inputs: Mapping[str, Any]) -> str:
+    """Key of a deployment: its weights, machine and names (not deadlines or endpoints)."""
+    return job_key(inputs)
+
+
+def key_labels(key: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """User labels plus the key and managed-by labels (ours win on conflict)."""
+    merged = dict(labels or {})
+    merged[LABEL_KEY] = key
+    merged[MANAGED_LABEL] = MANAGED_VALUE
+    return merged
+
+
+def label_filter(key: str) -> str:
+    """The list ``filter`` selecting jobs with our key label."""
+    return f'labels.{LABEL_KEY}="{key}"'
+
+
+def display_tag(key: str) -> str:
+    """``[ts-<key prefix>]``: what a deployment's display names end with."""
+    return f"[ts-{key[:DISPLAY_KEY_LENGTH]}]"
+
+
+def deploy_display_names(
+    key: str, endpoint_display_name: str, model_display_name: str
+) -> tuple[str, str]:
+    """Display names carrying the deployment key, so a crash mid-deploy adopts (pure)."""
+    tag = f" {display_tag(key)}"
+    return endpoint_display_name[: 128 - len(tag)] + tag, model_display_name[: 128 - len(tag)] + tag
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            str(k): _normalise(v)
+            for k, v in value.items()
+            if v is not None and not str(k).startswith("__")
+        }
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
