@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from PIL import Image as PILImage
 from safetensors.torch import load_file
-from trainer.data import Encoder, collate, make_rows
+from trainer.data import collate, make_rows
+from trainer.encoding import Encoder
 from trainer.formats import parse_example
 from trainer.train import _Feeder, train
 from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from trainer.data import Encoder, collate, make_rows
+from trainer.data import collate, make_rows
+from trainer.encoding import Encoder
 from trainer.formats import parse_example
 from trainer.train import _Feeder, _Llama4ImageSequence, fix_llama4_forward, train
 from transformers import AutoModelForImageTextToText, AutoProcessor
