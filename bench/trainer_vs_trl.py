@@ -247,7 +247,7 @@ def evaluate(work: Path, model_dir: str, args: argparse.Namespace) -> float:
         make_rows,
         read_examples,
     )
-    from trainer.train import loss_sum  # noqa: PLC0415
+    from trainer.steps import loss_sum  # noqa: PLC0415
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
     tok = AutoTokenizer.from_pretrained(work / "model")
