@@ -241,13 +241,13 @@ def evaluate(work: Path, model_dir: str, args: argparse.Namespace) -> float:
     import torch  # noqa: PLC0415
     from trainer.data import (  # noqa: PLC0415
         DataReport,  # noqa: PLC0415
-        Encoder,
         collate,
         encode_all,
         make_rows,
         read_examples,
     )
-    from trainer.train import loss_sum  # noqa: PLC0415
+    from trainer.encoding import Encoder  # noqa: PLC0415
+    from trainer.steps import loss_sum  # noqa: PLC0415
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
     tok = AutoTokenizer.from_pretrained(work / "model")

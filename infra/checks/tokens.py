@@ -1,4 +1,8 @@
-"""Token counts: exact with a Hugging Face tokenizer (chat template applied), else estimated.
+"""Token counts: exact with a Hugging Face tokenizer, else estimated.
+
+Exact counts are the trainer's own encoding (:func:`trainer.encoding.count_tokens`: its chat
+template or fallback template, its BOS handling), so an exact ``sequence-too-long`` is an
+example the trainer drops as over-long.
 
 The estimate (4 characters a token, a few tokens of template per turn, a fixed cost per image)
 is deliberately simple and always labelled as an estimate wherever it is shown.
@@ -11,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainer import encoding
 from trainer.formats import Example
 
 #: Characters per token for estimates (English prose averages ~4 with Llama/Gemma/Qwen vocabularies).
@@ -46,18 +51,11 @@ def load_tokenizer(name: str, base: Path | None = None) -> Any:
 
 
 def count_tokens(tokenizer: Any, example: Example) -> int:
-    """Exact tokens of an example as the trainer feeds it: with the chat template when present.
+    """Exact tokens of an example as the trainer encodes it (:mod:`trainer.encoding`).
 
     Images are not counted here (callers add their estimate).
     """
-    messages = [{"role": t.role, "content": t.text} for t in example.turns]
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids)
-    text = "\n".join(t.text for t in example.turns)
-    return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return encoding.count_tokens(tokenizer, example)
 
 
 @functools.lru_cache(maxsize=8)

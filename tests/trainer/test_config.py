@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from trainer.__main__ import main
 from trainer.config import (
     ConfigError,
+    TrainConfig,
+    build_parser,
     default_max_seq_length,
     parse,
 )
@@ -97,3 +100,40 @@ def test_cli_bad_dataset_exit_1_nothing_written(
     err = capsys.readouterr().err
     assert rc == 1 and f"{data}:2:1: error[" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_every_field_is_one_flag_with_help() -> None:
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+    actions = [a for a in build_parser()._actions if a.dest not in ("help", "config")]
+    assert [a.dest for a in actions] == fields
+    for a in actions:
+        assert a.help and a.option_strings[0] == "--" + a.dest.replace("_", "-"), a.dest
+    # The flags the local server and the Vertex provider pass (infra/local/jobs.py,
+    # infra/providers/vertex.py), and the booleans' --no- forms.
+    flags = {s for a in actions for s in a.option_strings}
+    assert {"--base-model", "--train-data", "--output-dir", "--base-model-id", "--no-progress",
+            "--validation-data", "--tuning-mode", "--epochs", "--learning-rate",
+            "--learning-rate-multiplier", "--adapter-size"} <= flags  # fmt: skip
+
+
+def test_exclusive_flags_and_choices_are_usage_errors() -> None:
+    req = ["--base-model", "m", "--train-data", "t", "--output-dir", "o"]
+    for bad in (["--learning-rate", "1", "--learning-rate-multiplier", "2"], ["--dtype", "fp8"]):
+        with pytest.raises(SystemExit) as e:
+            parse([*req, *bad])
+        assert e.value.code == 2
+
+
+def test_config_file_numbers_are_type_checked(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "base_model: m\ntrain_data: t\noutput_dir: o\n"
+        "epochs: 2.5\nlog_every: x\nwarmup_ratio: x\nlearning_rate: 1\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        parse(["--config", str(f)])
+    assert str(e.value).splitlines() == [
+        "epochs: expected an integer, got 2.5",
+        "warmup_ratio: expected a number, got 'x'",
+        "log_every: expected an integer, got 'x'",
+    ]

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from trainer.data import IGNORE, DataReport, Encoder, encode_all, read_examples
+from trainer.data import DataReport, encode_all, read_examples
+from trainer.encoding import IGNORE, Encoder
 from trainer.formats import parse_example
 from transformers import AutoTokenizer
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer.data import Encoded, Encoder, collate, make_rows
+from trainer.data import collate, make_rows
+from trainer.encoding import Encoded, Encoder
 from trainer.formats import parse_example
 from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from trainer.train import checkpoint_epochs, train
+from trainer.checkpoint import checkpoint_epochs
+from trainer.train import train
 from transformers import AutoModelForCausalLM
 
 from .conftest import config

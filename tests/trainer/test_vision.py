@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 from PIL import Image as PILImage
 from safetensors.torch import load_file
-from trainer.data import Encoder, collate, make_rows
+from trainer.data import collate, make_rows
+from trainer.encoding import Encoder
 from trainer.formats import parse_example
-from trainer.train import _Feeder, train
+from trainer.steps import Feeder
+from trainer.train import train
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .conftest import config, write_jsonl
@@ -100,7 +102,7 @@ def test_images_reach_the_model(tiny: Callable[..., Path]) -> None:
     rows = make_rows([ex], packing=True, max_seq_length=512, seed=0)
     assert rows[0].images  # image examples are never packed
     batch = collate(rows, pad_id=0, packed=False)
-    feed = _Feeder(proc, image_id, True, torch.device("cpu"), storage_fetch=None)
+    feed = Feeder(proc, image_id, True, torch.device("cpu"), storage_fetch=None)
     inputs = feed(batch, rows)
     assert inputs["token_type_ids"].sum() == 4 and "pixel_values" in inputs
     with torch.no_grad():

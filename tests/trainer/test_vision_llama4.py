@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from trainer.data import Encoder, collate, make_rows
+from trainer.data import collate, make_rows
+from trainer.encoding import Encoder
 from trainer.formats import parse_example
-from trainer.train import _Feeder, _Llama4ImageSequence, fix_llama4_forward, train
+from trainer.model import fix_llama4_forward
+from trainer.steps import Feeder, Llama4ImageSequence
+from trainer.train import train
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .conftest import config, write_jsonl
@@ -48,7 +51,7 @@ def test_llama4_images_reach_the_model(tiny: Callable[..., Path]) -> None:
     proc = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base).eval()
     fix_llama4_forward(model)
-    seq = _Llama4ImageSequence(proc, fetch=None)
+    seq = Llama4ImageSequence(proc, fetch=None)
     enc = Encoder(proc.tokenizer, 512, image_sequence=seq, image_placeholder="<|image|>")
     ex = enc.encode(parse_example(_lines()[0]).example)
     assert not isinstance(ex, str)
@@ -62,7 +65,7 @@ def test_llama4_images_reach_the_model(tiny: Callable[..., Path]) -> None:
     assert proc._prompt_split_image((1, 2), 4).count("<|patch|>") == 12
     rows = make_rows([ex], packing=True, max_seq_length=512, seed=0)
     batch = collate(rows, pad_id=0, packed=False)
-    feed = _Feeder(proc, patch, True, torch.device("cpu"), storage_fetch=None,
+    feed = Feeder(proc, patch, True, torch.device("cpu"), storage_fetch=None,
                    token_type_ids=False)  # fmt: skip
     inputs = feed(batch, rows)
     assert "pixel_values" in inputs and "token_type_ids" not in inputs

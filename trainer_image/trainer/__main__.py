@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 
 from trainer.config import ConfigError, parse
-from trainer.train import DataError, run
+from trainer.recipe import DataError
+from trainer.train import run
 
 
 def main(argv: list[str] | None = None) -> int:

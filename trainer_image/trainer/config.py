@@ -1,6 +1,8 @@
 """The trainer's configuration: one documented dataclass, filled from flags and/or a config file.
 
-Flags mirror a Vertex tuning job (``--epochs``, ``--learning-rate-multiplier``, ``--adapter-size``
+Each field is declared once, with its help text in ``metadata``: the ``python -m trainer`` flags
+(``--field-name``), their ``--help``, and the type checks are generated from the fields. Flags
+mirror a Vertex tuning job (``--epochs``, ``--learning-rate-multiplier``, ``--adapter-size``
 ...). ``--config file.yaml|json`` supplies the same fields by name (underscores or dashes); flags
 given on the command line win over the file.
 """
@@ -11,6 +13,8 @@ import argparse
 import dataclasses
 import difflib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,93 +44,117 @@ class ConfigError(ValueError):
     """A user error in flags or the config file (reported without a traceback, exit 1)."""
 
 
+def _opt(default: Any, help: str, **cli: Any) -> Any:  # noqa: A002  (argparse's own name)
+    """A field with its help text; ``cli`` holds extra flag settings (``choices``,
+    ``exclusive``: the name of a group of flags that cannot be given together)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    """Everything one training run needs. Field docs are the user documentation.
+    """Everything one training run needs. Each field's ``help`` is its user documentation
+    (shown by ``python -m trainer --help``)."""
 
-    Attributes:
-        base_model: Local Hugging Face checkpoint dir, ``gs://bucket/path`` or ``/gcs/bucket/path``.
-        train_data: JSONL file (local, gs:// or /gcs/) in one of the five Vertex formats.
-        output_dir: Local dir or gs:// URI; artifacts go under ``postprocess/node-0/``.
-        validation_data: Optional JSONL; eval loss is computed on it after every epoch.
-        base_model_id: Catalog id (e.g. ``meta/llama3_1@llama-3.1-8b``); recorded only.
-        tuning_mode: ``FULL`` or ``PEFT_ADAPTER`` (LoRA). Default PEFT_ADAPTER.
-        epochs: Passes over the training data. Default 1.
-        learning_rate: Peak learning rate; default 1e-4 for PEFT_ADAPTER, 1e-5 for FULL.
-        learning_rate_multiplier: Scales the default learning rate; exclusive with learning_rate.
-        adapter_size: LoRA rank (1, 2, 4, 8, 16, 32). Default 8. LoRA alpha = 2 * rank.
-        max_seq_length: Longest example in tokens; default from the architecture (2048 for
-            Llama 4, else 8192). Longer examples are dropped and counted (``overlong``).
-        overlong: ``drop`` (default: the example is skipped and counted) or ``truncate``
-            (cut to max_seq_length; kept only if a supervised token survives).
-        seed: Seed for weights init of adapters, data order and dropout. Default 42.
-        packing: Pack several examples per row (contamination-free). Default off.
-        batch_size: Examples (or packed rows) per micro-batch per process. Default 4.
-        gradient_accumulation_steps: Micro-batches per optimizer step. Default 1.
-        gradient_checkpointing: Recompute activations in backward to save memory. Default off.
-        warmup_ratio: Fraction of steps with linear warm-up. Default 0.03.
-        weight_decay: AdamW weight decay. Default 0.0.
-        max_grad_norm: Gradient clipping norm (0 disables). Default 1.0.
-        lora_dropout: Dropout on LoRA inputs. Default 0.0 (deterministic, and faster).
-        shuffle: Shuffle the training data every epoch (seeded). Default on.
-        dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bfloat16`` or ``float32``.
-        num_threads: torch CPU threads (0 leaves torch's default). Default 0.
-        log_every: Log a metrics line every N optimizer steps. Default 1.
-        progress: Show a rich progress bar. Default on.
-    """
-
-    base_model: str = ""
-    train_data: str = ""
-    output_dir: str = ""
-    validation_data: str | None = None
-    base_model_id: str | None = None
-    tuning_mode: str = PEFT_ADAPTER
-    epochs: int = 1
-    learning_rate: float | None = None
-    learning_rate_multiplier: float | None = None
-    adapter_size: int = 8
-    max_seq_length: int | None = None
-    overlong: str = "drop"
-    seed: int = 42
-    packing: bool = False
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lora_dropout: float = 0.0
-    shuffle: bool = True
-    dtype: str = "auto"
-    num_threads: int = 0
-    log_every: int = 1
-    progress: bool = True
+    base_model: str = _opt(
+        "", "Local Hugging Face checkpoint dir, gs://bucket/path or /gcs/bucket/path. Required."
+    )
+    train_data: str = _opt(
+        "", "Training JSONL (local, gs:// or /gcs/) in one of the five Vertex formats. Required."
+    )
+    output_dir: str = _opt(
+        "", "Local dir or gs:// URI; artifacts go under postprocess/node-0/. Required."
+    )
+    validation_data: str | None = _opt(
+        None, "Optional JSONL; eval loss is computed on it after every epoch."
+    )
+    base_model_id: str | None = _opt(
+        None, "Catalog id (e.g. meta/llama3_1@llama-3.1-8b); recorded in metadata only."
+    )
+    tuning_mode: str = _opt(
+        PEFT_ADAPTER,
+        "FULL or PEFT_ADAPTER (LoRA). Default PEFT_ADAPTER.",
+        choices=(FULL, PEFT_ADAPTER),
+    )
+    epochs: int = _opt(1, "Passes over the training data. Default 1.")
+    learning_rate: float | None = _opt(
+        None,
+        "Peak learning rate; default 1e-4 for PEFT_ADAPTER, 1e-5 for FULL.",
+        exclusive="learning_rate",
+    )
+    learning_rate_multiplier: float | None = _opt(
+        None,
+        "Scales the default learning rate; exclusive with --learning-rate.",
+        exclusive="learning_rate",
+    )
+    adapter_size: int = _opt(8, "LoRA rank (1, 2, 4, 8, 16, 32). Default 8. LoRA alpha = 2 * rank.")
+    max_seq_length: int | None = _opt(
+        None,
+        "Longest example in tokens; default from the architecture (2048 for Llama 4, else "
+        "8192). Longer examples are dropped and counted (see --overlong).",
+    )
+    overlong: str = _opt(
+        "drop",
+        "drop (default: the example is skipped and counted) or truncate (cut to "
+        "max_seq_length; kept only if a supervised token survives).",
+        choices=("drop", "truncate"),
+    )
+    seed: int = _opt(42, "Seed for adapter init, data order and dropout. Default 42.")
+    packing: bool = _opt(False, "Pack several examples per row (contamination-free). Default off.")
+    batch_size: int = _opt(4, "Examples (or packed rows) per micro-batch per process. Default 4.")
+    gradient_accumulation_steps: int = _opt(1, "Micro-batches per optimizer step. Default 1.")
+    gradient_checkpointing: bool = _opt(
+        False, "Recompute activations in backward to save memory. Default off."
+    )
+    warmup_ratio: float = _opt(0.03, "Fraction of steps with linear warm-up. Default 0.03.")
+    weight_decay: float = _opt(0.0, "AdamW weight decay. Default 0.0.")
+    max_grad_norm: float = _opt(1.0, "Gradient clipping norm (0 disables). Default 1.0.")
+    lora_dropout: float = _opt(
+        0.0, "Dropout on LoRA inputs. Default 0.0 (deterministic, and faster)."
+    )
+    shuffle: bool = _opt(True, "Shuffle the training data every epoch (seeded). Default on.")
+    dtype: str = _opt(
+        "auto",
+        "auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32. Default auto.",
+        choices=("auto", "bfloat16", "float32"),
+    )
+    num_threads: int = _opt(0, "torch CPU threads (0 leaves torch's default). Default 0.")
+    log_every: int = _opt(1, "Log a metrics line every N optimizer steps. Default 1.")
+    progress: bool = _opt(True, "Show a rich progress bar. Default on.")
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def validate(self) -> list[str]:
-        """Every problem with the configuration, as ``field: message`` strings (empty if ok)."""
-        errs: list[str] = []
+        """Every problem with the configuration, as ``field: message`` strings (empty if ok).
+
+        Numeric fields are type-checked first (from their annotations); the range rules
+        below skip a value that is not a number at all (it could not be compared).
+        """
+        errs = _type_errors(self)
+
+        def ok(name: str) -> bool:
+            return isinstance(getattr(self, name), int | float)
+
         for name in ("base_model", "train_data", "output_dir"):
             if not getattr(self, name):
                 errs.append(f"{name}: is required (--{name.replace('_', '-')})")
         if self.tuning_mode not in (FULL, PEFT_ADAPTER):
             errs.append(f"tuning_mode: {self.tuning_mode!r} is not FULL or PEFT_ADAPTER")
-        if self.epochs < 1:
+        if ok("epochs") and self.epochs < 1:
             errs.append("epochs: must be >= 1")
         if self.learning_rate is not None and self.learning_rate_multiplier is not None:
             errs.append("learning_rate: give learning_rate or learning_rate_multiplier, not both")
-        if self.learning_rate is not None and self.learning_rate <= 0:
+        if ok("learning_rate") and self.learning_rate is not None and self.learning_rate <= 0:
             errs.append("learning_rate: must be > 0")
-        if self.learning_rate_multiplier is not None and self.learning_rate_multiplier <= 0:
+        m = self.learning_rate_multiplier
+        if ok("learning_rate_multiplier") and m is not None and m <= 0:
             errs.append("learning_rate_multiplier: must be > 0")
         if self.adapter_size not in ADAPTER_SIZES:
             errs.append(f"adapter_size: {self.adapter_size} is not one of {ADAPTER_SIZES}")
-        if self.max_seq_length is not None and self.max_seq_length < 8:
+        if ok("max_seq_length") and self.max_seq_length is not None and self.max_seq_length < 8:
             errs.append("max_seq_length: must be >= 8")
         if self.overlong not in ("drop", "truncate"):
             errs.append(f"overlong: {self.overlong!r} is not drop or truncate")
         for name in ("batch_size", "gradient_accumulation_steps", "log_every"):
-            if getattr(self, name) < 1:
+            if ok(name) and getattr(self, name) < 1:
                 errs.append(f"{name}: must be >= 1")
         if self.dtype not in ("auto", "bfloat16", "float32"):
             errs.append(f"dtype: {self.dtype!r} is not auto, bfloat16 or float32")
@@ -151,40 +179,34 @@ def default_max_seq_length(model_type: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m trainer`` argument parser (every default is None: see :func:`parse`)."""
+    """The ``python -m trainer`` argument parser, one flag per :class:`TrainConfig` field.
+
+    Every default is None (see :func:`parse`): a flag not given leaves the config file's value
+    or the field's default. Booleans get ``--x/--no-x``; ``choices`` and exclusive groups come
+    from the field's metadata.
+    """
     p = argparse.ArgumentParser(
         prog="python -m trainer",
         description="Supervised fine-tuning (FULL or LoRA) on Vertex AI dataset formats.",
         argument_default=None,
     )
     p.add_argument("--config", help="YAML or JSON file with any of the fields below")
-    p.add_argument("--base-model", help="HF checkpoint dir, gs:// or /gcs/ path")
-    p.add_argument("--base-model-id", help="catalog id (informational, recorded in metadata)")
-    p.add_argument("--train-data", help="training JSONL (local, gs:// or /gcs/)")
-    p.add_argument("--validation-data", help="validation JSONL (optional)")
-    p.add_argument("--output-dir", help="local dir or gs:// URI")
-    p.add_argument("--tuning-mode", choices=(FULL, PEFT_ADAPTER))
-    p.add_argument("--epochs", type=int)
-    lr = p.add_mutually_exclusive_group()
-    lr.add_argument("--learning-rate", type=float)
-    lr.add_argument("--learning-rate-multiplier", type=float)
-    p.add_argument("--adapter-size", type=int, help="LoRA rank (1, 2, 4, 8, 16, 32)")
-    p.add_argument("--max-seq-length", type=int)
-    p.add_argument("--overlong", choices=("drop", "truncate"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--packing", action=argparse.BooleanOptionalAction)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--gradient-accumulation-steps", type=int)
-    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction)
-    p.add_argument("--warmup-ratio", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--max-grad-norm", type=float)
-    p.add_argument("--lora-dropout", type=float)
-    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction)
-    p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"))
-    p.add_argument("--num-threads", type=int)
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction)
+    groups: dict[str, Any] = {}
+    for f, kind in _fields():
+        kw: dict[str, Any] = {"help": f.metadata["help"]}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind is not str:
+            kw["type"] = kind
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        target: Any = p
+        if "exclusive" in f.metadata:
+            name = f.metadata["exclusive"]
+            if name not in groups:
+                groups[name] = p.add_mutually_exclusive_group()
+            target = groups[name]
+        target.add_argument("--" + f.name.replace("_", "-"), **kw)
     return p
 
 
@@ -229,7 +251,7 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     Raises:
         ConfigError: listing unknown fields (with a suggestion) and invalid values.
     """
-    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+    names = [f.name for f, _ in _fields()]
     errs: list[str] = []
     known: dict[str, Any] = {}
     for k, v in values.items():
@@ -244,12 +266,36 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
         cfg = TrainConfig(**known)
     except TypeError as e:
         raise ConfigError(str(e)) from None
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(cfg, f.name)
-        ints = ("epochs", "adapter_size", "batch_size", "gradient_accumulation_steps")
-        if f.name in ints and (not isinstance(v, int) or isinstance(v, bool)):
-            errs.append(f"{f.name}: expected an integer, got {v!r}")
     errs.extend(cfg.validate())
     if errs:
         raise ConfigError("\n".join(errs))
     return cfg
+
+
+def _fields() -> list[tuple[dataclasses.Field[Any], type]]:
+    """(field, value type) of every user-facing field; ``X | None`` gives X."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        hint = hints[f.name]
+        if isinstance(hint, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        out.append((f, hint))
+    return out
+
+
+def _type_errors(cfg: TrainConfig) -> list[str]:
+    """``field: expected ...`` for every numeric field whose value has the wrong type
+    (a config file can hold anything; flags are converted by argparse)."""
+    errs = []
+    for f, kind in _fields():
+        v = getattr(cfg, f.name)
+        if v is None and f.default is None:
+            continue
+        if kind is int and (not isinstance(v, int) or isinstance(v, bool)):
+            errs.append(f"{f.name}: expected an integer, got {v!r}")
+        elif kind is float and (not isinstance(v, int | float) or isinstance(v, bool)):
+            errs.append(f"{f.name}: expected a number, got {v!r}")
+    return errs

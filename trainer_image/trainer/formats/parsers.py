@@ -1,234 +1,22 @@
-"""The five Vertex AI open-model dataset formats, parsed into one normalised conversation.
-
-Formats (one JSON object per JSONL line):
-
-- ``prompt_completion``: ``{"prompt": str, "completion": str}``
-- ``chat``: ``{"messages": [{"role": "system"|"user"|"assistant", "content": str}]}``
-- ``multimodal_chat``: chat whose ``content`` is a list of ``{"type": "text", "text"}`` and
-  ``{"type": "image_url", "image_url": {"url": "gs://..."|"data:image/...;base64,...", "detail"}}``
-- ``generate_content``: ``{"systemInstruction": {"parts": [{"text"}]}, "contents": [{"role":
-  "user"|"assistant", "parts": [{"text"}]}]}``
-- ``multimodal_generate_content``: GenerateContent with ``file_data``/``fileData``
-  (``mime_type``, ``file_uri``) or ``inline_data``/``inlineData`` (``mime_type``, ``data``) parts.
-
-This module is pure (no I/O) and shared: the trainer uses it to build training examples and
-``infra`` uses it to validate datasets, so both agree on what an example means.
-"""
+"""The per-format parsers: each turns one decoded object into turns, collecting issues."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Role = Literal["system", "user", "assistant"]
+from trainer.formats.images import b64, gs_image, image_from_url
+from trainer.formats.model import CHAT, FAMILY, IMAGE_MIME_TYPES, Image, Issue, Role, Turn, kind
 
-PROMPT_COMPLETION = "prompt_completion"
-CHAT = "chat"
-MULTIMODAL_CHAT = "multimodal_chat"
-GENERATE_CONTENT = "generate_content"
-MULTIMODAL_GENERATE_CONTENT = "multimodal_generate_content"
-FORMATS = (PROMPT_COMPLETION, CHAT, MULTIMODAL_CHAT, GENERATE_CONTENT, MULTIMODAL_GENERATE_CONTENT)
-
-#: Formats that are the same family: one file may hold text and multimodal variants of a family.
-FAMILY = {
-    PROMPT_COMPLETION: PROMPT_COMPLETION,
-    CHAT: CHAT,
-    MULTIMODAL_CHAT: CHAT,
-    GENERATE_CONTENT: GENERATE_CONTENT,
-    MULTIMODAL_GENERATE_CONTENT: GENERATE_CONTENT,
-}
-
-IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp")
 _ROLES: tuple[str, ...] = ("system", "user", "assistant")
 _CONTENT_ROLES: tuple[str, ...] = ("user", "assistant")
 
-
-@dataclass(frozen=True)
-class Image:
-    """An image part: a gs:// URI, or inline bytes decoded from base64."""
-
-    mime_type: str
-    uri: str | None = None
-    data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One turn. ``text`` joins the turn's text parts with newlines; images keep their order."""
-
-    role: Role
-    text: str
-    images: tuple[Image, ...] = ()
-
-
-@dataclass(frozen=True)
-class Example:
-    """A normalised example: optional system turn first, then user/assistant turns."""
-
-    format: str
-    turns: tuple[Turn, ...]
-
-    @property
-    def family(self) -> str:
-        return FAMILY[self.format]
-
-    @property
-    def has_images(self) -> bool:
-        return any(t.images for t in self.turns)
-
-    @property
-    def text_chars(self) -> int:
-        return sum(len(t.text) for t in self.turns)
-
-
-@dataclass(frozen=True)
-class Issue:
-    """A problem with one example. ``field`` is a dotted path inside the example."""
-
-    code: str
-    field: str
-    message: str
-    severity: Literal["error", "warning"] = "error"
-
-
-@dataclass
-class ParseResult:
-    """What :func:`parse_example` found: the example (None when unusable) and its issues."""
-
-    example: Example | None
-    issues: list[Issue] = field(default_factory=list)
-
-
-def detect_format(obj: dict[str, Any]) -> str | None:
-    """Names the format of a decoded JSON object by its keys, or None when it is in none."""
-    if "messages" in obj:
-        msgs = obj["messages"]
-        if isinstance(msgs, list) and any(
-            isinstance(m, dict) and isinstance(m.get("content"), list) for m in msgs
-        ):
-            return MULTIMODAL_CHAT
-        return CHAT
-    if "contents" in obj:
-        contents = obj["contents"]
-        if isinstance(contents, list) and any(
-            _is_image_part(p)
-            for c in contents
-            if isinstance(c, dict)
-            for p in (c.get("parts") or [])
-            if isinstance(p, dict)
-        ):
-            return MULTIMODAL_GENERATE_CONTENT
-        return GENERATE_CONTENT
-    if "prompt" in obj and "completion" in obj:
-        return PROMPT_COMPLETION
-    return None
-
-
-def parse_example(obj: Any) -> ParseResult:
-    """Parses one decoded JSONL value into an :class:`Example`, collecting every issue.
-
-    Args:
-        obj: The decoded JSON value of one line (the caller reports non-objects itself, but
-            a non-dict is handled and reported as ``not-an-object``).
-
-    Returns:
-        A :class:`ParseResult`; ``example`` is None when an error makes the example unusable.
-    """
-    if not isinstance(obj, dict):
-        return ParseResult(
-            None, [Issue("not-an-object", "", f"expected a JSON object, got {_kind(obj)}")]
-        )
-    fmt = detect_format(obj)
-    if fmt is None:
-        keys = ", ".join(sorted(obj)) or "none"
-        return ParseResult(
-            None,
-            [
-                Issue(
-                    "unknown-format",
-                    "",
-                    f"not a Vertex dataset format (keys: {keys}); expected 'messages', 'contents' or 'prompt'+'completion'",
-                )
-            ],
-        )
-    issues: list[Issue] = []
-    if fmt == PROMPT_COMPLETION:
-        turns = _parse_prompt_completion(obj, issues)
-    elif FAMILY[fmt] == CHAT:
-        turns = _parse_chat(obj, issues)
-    else:
-        turns = _parse_generate_content(obj, issues)
-    if turns is not None:
-        _check_order(turns, fmt, issues)
-    if any(i.severity == "error" for i in issues) or turns is None:
-        return ParseResult(None, issues)
-    return ParseResult(Example(fmt, tuple(t for t, _ in turns)), issues)
-
-
-def decode_data_url(url: str) -> tuple[str, bytes]:
-    """Decodes ``data:image/<type>;base64,<data>`` into (mime type, bytes).
-
-    Raises:
-        ValueError: with an issue code as its first argument when the URL is malformed.
-    """
-    head, sep, payload = url.partition(",")
-    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
-        raise ValueError(
-            "invalid-image-uri", "a data URL must look like data:image/jpeg;base64,<data>"
-        )
-    mime = head[5:-7].lower()
-    if mime not in IMAGE_MIME_TYPES:
-        raise ValueError(
-            "unsupported-image-type",
-            f"image type {mime or '(none)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}",
-        )
-    return mime, _b64(payload, mime)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image MIME type that the magic bytes say, or None when they match none we accept."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def mime_from_uri(uri: str) -> str | None:
-    """Guesses an image type from a URI's extension (gs:// images carry no declared type)."""
-    ext = uri.rsplit(".", 1)[-1].lower() if "." in uri.rsplit("/", 1)[-1] else ""
-    return {
-        "jpg": "image/jpeg",
-        "jpeg": "image/jpeg",
-        "png": "image/png",
-        "webp": "image/webp",
-    }.get(ext)
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-_TurnAt = tuple[Turn, str]  # a turn and the field path it came from
-
-
-def _kind(v: Any) -> str:
-    return {
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        type(None): "null",
-        int: "a number",
-        float: "a number",
-    }.get(type(v), type(v).__name__)
+TurnAt = tuple[Turn, str]  # a turn and the field path it came from
 
 
 def _text(v: Any, path: str, issues: list[Issue]) -> str | None:
     if not isinstance(v, str):
-        issues.append(Issue("invalid-value", path, f"expected a string, got {_kind(v)}"))
+        issues.append(Issue("invalid-value", path, f"expected a string, got {kind(v)}"))
         return None
     if not v.strip():
         issues.append(Issue("empty-content", path, "content is empty or whitespace only"))
@@ -255,7 +43,8 @@ def _role(v: Any, path: str, allowed: tuple[str, ...], issues: list[Issue]) -> R
     return None
 
 
-def _parse_prompt_completion(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | None:
+def parse_prompt_completion(obj: dict[str, Any], issues: list[Issue]) -> list[TurnAt] | None:
+    """The two turns of a prompt/completion example, or None when one is unusable."""
     extra = sorted(set(obj) - {"prompt", "completion"})
     for k in extra:
         issues.append(
@@ -268,26 +57,25 @@ def _parse_prompt_completion(obj: dict[str, Any], issues: list[Issue]) -> list[_
     return [(Turn("user", prompt), "prompt"), (Turn("assistant", completion), "completion")]
 
 
-def _parse_chat(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | None:
+def parse_chat(obj: dict[str, Any], issues: list[Issue]) -> list[TurnAt] | None:
+    """The turns of a (multimodal) chat example, or None when a message is unusable."""
     for k in sorted(set(obj) - {"messages"}):
         issues.append(Issue("unknown-field", k, f"unknown key {k!r} in a chat example"))
     msgs = obj["messages"]
     if not isinstance(msgs, list):
         issues.append(
-            Issue("invalid-value", "messages", f"expected a list of messages, got {_kind(msgs)}")
+            Issue("invalid-value", "messages", f"expected a list of messages, got {kind(msgs)}")
         )
         return None
     if not msgs:
         issues.append(Issue("missing-assistant-turn", "messages", "the conversation is empty"))
         return None
-    turns: list[_TurnAt] = []
+    turns: list[TurnAt] = []
     ok = True
     for i, m in enumerate(msgs):
         path = f"messages[{i}]"
         if not isinstance(m, dict):
-            issues.append(
-                Issue("invalid-value", path, f"expected a message object, got {_kind(m)}")
-            )
+            issues.append(Issue("invalid-value", path, f"expected a message object, got {kind(m)}"))
             ok = False
             continue
         for k in sorted(set(m) - {"role", "content"}):
@@ -324,7 +112,7 @@ def _chat_parts(
     for j, p in enumerate(parts):
         pp = f"{path}[{j}]"
         if not isinstance(p, dict) or p.get("type") not in ("text", "image_url"):
-            got = p.get("type") if isinstance(p, dict) else _kind(p)
+            got = p.get("type") if isinstance(p, dict) else kind(p)
             issues.append(
                 Issue(
                     "invalid-value",
@@ -340,7 +128,7 @@ def _chat_parts(
             continue
         iu = p.get("image_url")
         url = iu.get("url") if isinstance(iu, dict) else iu
-        img = _image_from_url(url, f"{pp}.image_url.url", issues)
+        img = image_from_url(url, f"{pp}.image_url.url", issues)
         if img is not None:
             images.append(img)
     text = "\n".join(texts)
@@ -350,69 +138,8 @@ def _chat_parts(
     return text, tuple(images)
 
 
-def _image_from_url(url: Any, path: str, issues: list[Issue]) -> Image | None:
-    if not isinstance(url, str):
-        issues.append(
-            Issue("invalid-image-uri", path, f"expected an image URL string, got {_kind(url)}")
-        )
-        return None
-    if url.startswith("data:"):
-        try:
-            mime, data = decode_data_url(url)
-        except ValueError as e:
-            issues.append(Issue(e.args[0], path, e.args[1]))
-            return None
-        return Image(mime, data=data)
-    return _gs_image(url, None, path, issues)
-
-
-def _gs_image(uri: str, declared: str | None, path: str, issues: list[Issue]) -> Image | None:
-    if uri.startswith(("http://", "https://")):
-        issues.append(
-            Issue(
-                "invalid-image-uri",
-                path,
-                "http(s) image URLs are not fetched by Vertex; upload the image to Cloud Storage and use gs://",
-            )
-        )
-        return None
-    if not uri.startswith("gs://") or len(uri) <= 5 or "/" not in uri[5:] or uri.endswith("/"):
-        issues.append(
-            Issue(
-                "invalid-image-uri",
-                path,
-                f"{uri[:80]!r} is not gs://bucket/object or a data:image/...;base64 URL",
-            )
-        )
-        return None
-    mime = (declared or mime_from_uri(uri) or "").lower()
-    if mime not in IMAGE_MIME_TYPES:
-        issues.append(
-            Issue(
-                "unsupported-image-type",
-                path,
-                f"image type {mime or '(unknown extension)'!r} is not one of {', '.join(IMAGE_MIME_TYPES)}",
-            )
-        )
-        return None
-    return Image(mime, uri=uri)
-
-
-def _b64(payload: str, mime: str) -> bytes:
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("invalid-base64", "image data is not valid base64") from None
-    sniffed = sniff_image(data)
-    if sniffed != mime:
-        raise ValueError(
-            "invalid-base64",
-            f"decoded bytes are {sniffed or 'not an image'}, but the declared type is {mime}",
-        )
-    return data
-
-
-def _is_image_part(p: dict[str, Any]) -> bool:
+def is_image_part(p: dict[str, Any]) -> bool:
+    """Whether a GenerateContent part holds an image (file or inline data)."""
     return any(k in p for k in ("file_data", "fileData", "inline_data", "inlineData"))
 
 
@@ -420,10 +147,11 @@ def _get(d: dict[str, Any], snake: str, camel: str) -> Any:
     return d.get(snake, d.get(camel))
 
 
-def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_TurnAt] | None:
+def parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[TurnAt] | None:
+    """The turns of a (multimodal) GenerateContent example, or None when one is unusable."""
     for k in sorted(set(obj) - {"contents", "systemInstruction", "system_instruction"}):
         issues.append(Issue("unknown-field", k, f"unknown key {k!r} in a GenerateContent example"))
-    turns: list[_TurnAt] = []
+    turns: list[TurnAt] = []
     ok = True
     si_key = "systemInstruction" if "systemInstruction" in obj else "system_instruction"
     si = obj.get(si_key)
@@ -451,9 +179,7 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
     contents = obj["contents"]
     if not isinstance(contents, list):
         issues.append(
-            Issue(
-                "invalid-value", "contents", f"expected a list of contents, got {_kind(contents)}"
-            )
+            Issue("invalid-value", "contents", f"expected a list of contents, got {kind(contents)}")
         )
         return None
     if not contents:
@@ -462,9 +188,7 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
     for i, c in enumerate(contents):
         path = f"contents[{i}]"
         if not isinstance(c, dict):
-            issues.append(
-                Issue("invalid-value", path, f"expected a content object, got {_kind(c)}")
-            )
+            issues.append(Issue("invalid-value", path, f"expected a content object, got {kind(c)}"))
             ok = False
             continue
         for k in sorted(set(c) - {"role", "parts"}):
@@ -483,7 +207,7 @@ def _parse_generate_content(obj: dict[str, Any], issues: list[Issue]) -> list[_T
                 Issue(
                     "invalid-value",
                     f"{path}.parts",
-                    f"expected a list of parts, got {_kind(parts)}",
+                    f"expected a list of parts, got {kind(parts)}",
                 )
             )
             ok = False
@@ -508,7 +232,7 @@ def _gc_parts(
     for j, p in enumerate(parts):
         pp = f"{path}[{j}]"
         if not isinstance(p, dict):
-            issues.append(Issue("invalid-value", pp, f"expected a part object, got {_kind(p)}"))
+            issues.append(Issue("invalid-value", pp, f"expected a part object, got {kind(p)}"))
             continue
         if "text" in p:
             t = _text(p["text"], f"{pp}.text", issues)
@@ -538,7 +262,7 @@ def _gc_parts(
                     )
                 )
                 continue
-            img = _gs_image(
+            img = gs_image(
                 uri, mime if isinstance(mime, str) else None, f"{pp}.{fd_key}.file_uri", issues
             )
             if img is not None:
@@ -566,7 +290,7 @@ def _gc_parts(
                 )
                 continue
             try:
-                images.append(Image(mime.lower(), data=_b64(data, mime.lower())))
+                images.append(Image(mime.lower(), data=b64(data, mime.lower())))
             except ValueError as e:
                 issues.append(Issue(e.args[0], f"{pp}.{id_key}.data", e.args[1]))
             continue
@@ -582,7 +306,7 @@ def _gc_parts(
     return "\n".join(texts), tuple(images)
 
 
-def _check_order(turns: list[_TurnAt], fmt: str, issues: list[Issue]) -> None:
+def check_order(turns: list[TurnAt], fmt: str, issues: list[Issue]) -> None:
     """System first (at most one), then user/assistant alternating, ending on assistant."""
     prev: str | None = None  # the last user/assistant role; a misplaced system turn is skipped
     for k, (t, path) in enumerate(turns):
