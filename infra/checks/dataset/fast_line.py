@@ -63,34 +63,32 @@ def fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
     contents = obj.get("contents")
     if contents is None or type(contents) is not list or not contents:
         return None
-    keys = 1
-    chars = 0
-    turns = 0
+    # One turn per parts list: the system instruction's (if any), then each content's.
+    turns: list[Any] = []
     si = obj.get("systemInstruction")
     if si is not None:
         if n != 2 or type(si) is not dict or len(si) != 1:
             return None
-        got = _fast_parts(si.get("parts"))
-        if got is None:
-            return None
-        chars += got[0]
-        keys += 2 + got[1]
-        turns += 1
+        turns.append(si.get("parts"))
     elif n != 1:
         return None
     expect = "user"
     for c in contents:
         if type(c) is not dict or len(c) != 2 or c.get("role") != expect:
             return None
-        got = _fast_parts(c.get("parts"))
-        if got is None:
-            return None
-        chars += got[0]
-        keys += 2 + got[1]
+        turns.append(c.get("parts"))
         expect = "assistant" if expect == "user" else "user"
     if expect != "user":
         return None
-    return formats.GENERATE_CONTENT, chars, turns + len(contents), keys
+    keys = 1
+    chars = 0
+    for parts in turns:
+        got = _fast_parts(parts)
+        if got is None:
+            return None
+        chars += got[0]
+        keys += 2 + got[1]  # systemInstruction or role, parts, and each part's text
+    return formats.GENERATE_CONTENT, chars, len(turns), keys
 
 
 def _fast_parts(parts: Any) -> tuple[int, int] | None:
