@@ -91,25 +91,6 @@ def fast_text(obj: dict[str, Any]) -> tuple[str, int, int, int] | None:
     return formats.GENERATE_CONTENT, chars, len(turns), keys
 
 
-def _fast_parts(parts: Any) -> tuple[int, int] | None:
-    """(text chars, parts) of a list of clean text parts; None otherwise.
-
-    The characters count the parts joined with newlines, as the trainer joins them (and as
-    :attr:`trainer.formats.Example.text_chars` counts them).
-    """
-    if type(parts) is not list or not parts:
-        return None
-    chars = 0
-    for p in parts:
-        if type(p) is not dict or len(p) != 1:
-            return None
-        t = p.get("text")
-        if type(t) is not str or not t or t.isspace():
-            return None
-        chars += len(t)
-    return chars + len(parts) - 1, len(parts)
-
-
 def no_duplicate_keys(raw: bytes, decoded_keys: int) -> bool:
     """True when the line provably has no duplicate key; False means "parse exactly".
 
@@ -132,3 +113,22 @@ def count_keys(obj: Any) -> int:
     if type(obj) is list:
         return sum(count_keys(v) for v in obj if type(v) in (dict, list))
     return 0
+
+
+def _fast_parts(parts: Any) -> tuple[int, int] | None:
+    """(text chars, parts) of a list of clean text parts; None otherwise.
+
+    The characters count the parts joined with newlines, as the trainer joins them (and as
+    :attr:`trainer.formats.Example.text_chars` counts them).
+    """
+    if type(parts) is not list or not parts:
+        return None
+    chars = 0
+    for p in parts:
+        if type(p) is not dict or len(p) != 1:
+            return None
+        t = p.get("text")
+        if type(t) is not str or not t or t.isspace():
+            return None
+        chars += len(t)
+    return chars + len(parts) - 1, len(parts)

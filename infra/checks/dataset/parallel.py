@@ -27,15 +27,6 @@ from infra.diagnostics import Diagnostic
 PARALLEL_MIN_BYTES = 64 << 20
 
 
-def _starts_clean(stream: IO[bytes]) -> bool:
-    """True when the C scanner accepts the file's first line (the stream is left at 0)."""
-    if blocks.textscan is None:
-        return False
-    head = stream.read(1 << 16)
-    stream.seek(0)
-    return blocks.textscan.scan(head, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)[0] > 0
-
-
 def workers(size: int, stream: IO[bytes] | None = None) -> int:
     """Worker processes for a file of ``size`` bytes (TUNESTACK_VALIDATE_WORKERS overrides).
 
@@ -66,6 +57,19 @@ def validate_parallel(
 
     Each worker streams its own range (memory stays flat per process); this process hashes the
     whole file meanwhile, so the sha256 costs no extra time.
+
+    Args:
+        stream: The open file (its ``name`` is what the workers open).
+        summary: Filled in and returned, as by :func:`infra.checks.dataset.validate_stream`.
+        size: The file's size in bytes.
+        workers: How many worker processes (from :func:`workers`).
+        display: How diagnostics name the file.
+        model: The catalog model the data is for; None skips the model-specific checks.
+        max_seq_length: Longest allowed example in tokens; None skips the check.
+        progress: Called with the bytes hashed so far.
+
+    Returns:
+        The summary and the diagnostics, exactly as one pass would report them.
     """
     bounds = split(stream, size, workers * 4)
     path = str(Path(stream.name).resolve())
@@ -96,18 +100,6 @@ def validate_parallel(
     return v.finish(summary, hasher.hexdigest())
 
 
-def _validate_range(
-    path: str, start: int, end: int, display: str, model_id: str | None, max_seq_length: int | None
-) -> dict[str, Any]:
-    """Worker: validates bytes [start, end) of a file (whole lines) with line numbers from 1."""
-    v = Validator(display, catalog.model(model_id) if model_id else None, None, max_seq_length)
-    v.bom_line = 1 if start == 0 else 0
-    with open(path, "rb") as f:
-        f.seek(start)
-        lines = blocks.check_blocks(v, read_blocks(FileRange(f, end - start), NoHash(), None, [0]))
-    return v.partial(lines)
-
-
 def split(stream: IO[bytes], size: int, parts: int) -> list[int]:
     """Offsets that cut the file into about ``parts`` ranges, each starting a line."""
     bounds = [0]
@@ -126,3 +118,27 @@ def split(stream: IO[bytes], size: int, parts: int) -> list[int]:
             bounds.append(pos)
     bounds.append(size)
     return bounds
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _starts_clean(stream: IO[bytes]) -> bool:
+    """True when the C scanner accepts the file's first line (the stream is left at 0)."""
+    if blocks.textscan is None:
+        return False
+    head = stream.read(1 << 16)
+    stream.seek(0)
+    return blocks.textscan.scan(head, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)[0] > 0
+
+
+def _validate_range(
+    path: str, start: int, end: int, display: str, model_id: str | None, max_seq_length: int | None
+) -> dict[str, Any]:
+    """Worker: validates bytes [start, end) of a file (whole lines) with line numbers from 1."""
+    v = Validator(display, catalog.model(model_id) if model_id else None, None, max_seq_length)
+    v.bom_line = 1 if start == 0 else 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        lines = blocks.check_blocks(v, read_blocks(FileRange(f, end - start), NoHash(), None, [0]))
+    return v.partial(lines)

@@ -50,9 +50,11 @@ class Validator:
 
     @property
     def family(self) -> str | None:
+        """The format family the file started with (None before the first example)."""
         return self.runs[0][0] if self.runs else None
 
     def add(self, severity: Severity, code: str, line: int, col: int, fld: str, msg: str) -> None:
+        """Reports ``msg`` at ``line``:``col`` of this file (see :meth:`append` for the cap)."""
         self.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
 
     def append(self, d: Diagnostic, hidden: int = 1) -> None:
@@ -118,6 +120,7 @@ class Validator:
             self.first_text_only = part["first_text_only"] + offset
 
     def oversized(self, lineno: int) -> None:
+        """A line over MAX_LINE_BYTES, skipped unread."""
         self.nonblank += 1
         self.add(
             "error",
@@ -164,6 +167,7 @@ class Validator:
             self.too_long(lineno + i, t, exact)
 
     def too_long(self, lineno: int, tokens: int, exact: bool) -> None:
+        """An example over the model's limit: an error when counted, a warning when estimated."""
         if exact:
             self.add(
                 "error",
@@ -184,6 +188,7 @@ class Validator:
             )
 
     def finish(self, summary: FileSummary, sha256: str) -> tuple[FileSummary, list[Diagnostic]]:
+        """Judges the whole file, fills in ``summary`` and returns the sorted diagnostics."""
         if self.nonblank == 0:
             self.add("error", "empty-dataset", 1, 1, "", "the file holds no examples")
         model = self.model
