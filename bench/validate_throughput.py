@@ -62,9 +62,9 @@ print(time.perf_counter() - t, time.process_time() - c, n)
 MSGSPEC = """
 import os, sys, time
 import msgspec
-from infra.checks.dataset import _CHAT_LINES
+from infra.checks.dataset.blocks import CHAT_LINES
 # Typed structs for chat (what the pure-Python layer decodes into); untyped for the others.
-decoder = _CHAT_LINES if os.environ["BENCH_FORMAT"] == "chat" else msgspec.json.Decoder()
+decoder = CHAT_LINES if os.environ["BENCH_FORMAT"] == "chat" else msgspec.json.Decoder()
 t, c = time.perf_counter(), time.process_time()
 n = 0
 with open(sys.argv[1], "rb") as f:

@@ -132,10 +132,10 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_oversized_line_is_skipped_without_holding_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from infra.checks import dataset
+    from infra.checks.dataset import reading
 
-    monkeypatch.setattr(dataset, "MAX_LINE_BYTES", 1000)
-    monkeypatch.setattr(dataset, "_CHUNK", 256)  # the long line spans many reads
+    monkeypatch.setattr(reading, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(reading, "CHUNK", 256)  # the long line spans many reads
     ok = b'{"prompt": "a", "completion": "b"}\n'
     path = tmp_path / "long.jsonl"
     path.write_bytes(ok + b'{"prompt": "' + b"x" * 5000 + b'", "completion": "b"}\n' + ok)
@@ -167,7 +167,7 @@ def test_summary_counts_formats_tokens_and_hash(tmp_path: Path) -> None:
 
 
 def test_too_many_diagnostics_of_one_code_are_summed_up(tmp_path: Path) -> None:
-    from infra.checks.dataset import MAX_PER_CODE
+    from infra.checks.dataset.validator import MAX_PER_CODE
 
     path = tmp_path / "many.jsonl"
     path.write_text("[1]\n" * (MAX_PER_CODE + 7))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from infra import catalog
-from infra.checks import dataset
-from infra.checks.dataset import validate_dataset_file
+from infra.checks.dataset import blocks, reading, validate_dataset_file
+from infra.checks.dataset.validator import Validator
 
 LLAMA = catalog.model("meta/llama3_1@llama-3.1-8b-instruct")
 
@@ -32,26 +32,26 @@ def both(path: Path, monkeypatch: pytest.MonkeyPatch, impl: str, max_seq: int = 
     also returns how many lines the fast layer accepted."""
     calls = {"accepted": 0}
     if impl == "c":
-        accept = dataset._Validator.accept
+        accept = Validator.accept
 
         def spy_accept(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
             calls["accepted"] += kw.get("count", 0)  # only the fast layers accept in runs
             return accept(self, *a, **kw)
 
-        monkeypatch.setattr(dataset._Validator, "accept", spy_accept)
+        monkeypatch.setattr(Validator, "accept", spy_accept)
     else:
-        original = dataset._Validator.fast_chat_block
+        original = blocks.fast_chat_block
 
-        def spy(self, lineno, block, lines):  # noqa: ANN001, ANN202
-            ok = original(self, lineno, block, lines)
+        def spy(v, lineno, block, lines):  # noqa: ANN001, ANN202
+            ok = original(v, lineno, block, lines)
             calls["accepted"] += lines if ok else 0
             return ok
 
-        monkeypatch.setattr(dataset, "_textscan", None)
-        monkeypatch.setattr(dataset._Validator, "fast_chat_block", spy)
+        monkeypatch.setattr(blocks, "textscan", None)
+        monkeypatch.setattr(blocks, "fast_chat_block", spy)
     fast = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
-    monkeypatch.setattr(dataset, "_textscan", None)
-    monkeypatch.setattr(dataset._Validator, "fast_chat_block", lambda self, *a: False)
+    monkeypatch.setattr(blocks, "textscan", None)
+    monkeypatch.setattr(blocks, "fast_chat_block", lambda *a: False)
     slow = validate_dataset_file(path, display="f", model=LLAMA, max_seq_length=max_seq)
     return fast, slow, calls["accepted"]
 
@@ -198,7 +198,8 @@ def test_long_examples_are_flagged_on_both_paths(
 def test_many_blocks_keep_line_numbers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
-    monkeypatch.setattr(dataset, "_CHUNK", 4096)  # many blocks, lines split across reads
+    monkeypatch.setattr(reading, "CHUNK", 4096)  # many blocks, lines split across reads
+    monkeypatch.setattr(blocks, "CHUNK", 4096)  # the pure-Python layer's block cap follows
     rng = random.Random(5)
     objs: list = [chat(rng, i) for i in range(400)]
     objs[321] = {"messages": [{"role": "user", "content": "a"}]}

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra import catalog
-from infra.checks import dataset
-from infra.checks.dataset import validate_dataset_file
+from infra.checks.dataset import parallel, validate_dataset_file
 
 SCOUT = catalog.model("meta/llama4@llama-4-scout-17b-16e-instruct")
 
@@ -60,8 +59,8 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     monkeypatch.setenv("TUNESTACK_VALIDATE_WORKERS", "2")
     calls: list[int] = []
-    real = dataset._validate_parallel
-    monkeypatch.setattr(dataset, "_validate_parallel", lambda *a: calls.append(a[3]) or real(*a))
+    real = parallel.validate_parallel
+    monkeypatch.setattr(parallel, "validate_parallel", lambda *a: calls.append(a[3]) or real(*a))
     seen: list[int] = []
     par_summary, par = validate_dataset_file(
         path, display="big.jsonl", model=SCOUT, max_seq_length=2048, progress=seen.append
@@ -96,7 +95,7 @@ def test_split_cuts_at_line_starts(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_bytes(b"".join(b"%d\n" % i for i in range(1000)))
     with path.open("rb") as f:
-        bounds = dataset._split(f, path.stat().st_size, 8)
+        bounds = parallel.split(f, path.stat().st_size, 8)
     data = path.read_bytes()
     assert bounds[0] == 0 and bounds[-1] == len(data) and bounds == sorted(set(bounds))
     assert all(data[b - 1 : b] == b"\n" for b in bounds[1:-1])

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from infra import catalog
-from infra.checks import dataset
+from infra.checks.dataset import blocks, validate_stream
 from infra.checks.report import FileSummary
 from infra.checks.tokens import CHARS_PER_TOKEN, TOKENS_PER_TURN
 
@@ -27,8 +27,8 @@ SPACES = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 
 
 def scan(data: bytes, limit: int = -1) -> tuple:
-    assert dataset._textscan is not None
-    return dataset._textscan.scan(data, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, limit)
+    assert blocks.textscan is not None
+    return blocks.textscan.scan(data, 0, CHARS_PER_TOKEN, TOKENS_PER_TURN, limit)
 
 
 FORMATS = ("chat", "prompt_completion", "generate_content")
@@ -37,9 +37,9 @@ FORMATS = ("chat", "prompt_completion", "generate_content")
 def exact(line: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, list[str]]:
     """(examples, tokens, diagnostic codes then formats) of one line by the exact line path."""
     with monkeypatch.context() as m:
-        m.setattr(dataset, "_textscan", None)
-        m.setattr(dataset._Validator, "fast_chat_block", lambda self, *a: False)
-        summary, diags = dataset.validate_stream(
+        m.setattr(blocks, "textscan", None)
+        m.setattr(blocks, "fast_chat_block", lambda *a: False)
+        summary, diags = validate_stream(
             io.BytesIO(line + b"\n"),
             FileSummary(uri="f", local_path=None),
             display="f",
@@ -124,7 +124,7 @@ def test_stops_at_the_first_unproven_line_and_resumes_from_start() -> None:
     lines, end, tokens, turns, chars, too_long, kind = scan(block)
     assert (lines, end, turns, chars, too_long, kind) == (3, 3 * len(good), 6, 21, [], 0)
     assert tokens == 3 * (-(-7 // CHARS_PER_TOKEN) + 2 * TOKENS_PER_TURN)
-    rest = dataset._textscan.scan(block, end + len(bad), CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
+    rest = blocks.textscan.scan(block, end + len(bad), CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
     assert rest[:2] == (2, len(block))
     # An unfinished last line (no newline) is never accepted.
     assert scan(good + good[:-1])[:2] == (1, len(good))
@@ -134,11 +134,11 @@ def test_stops_at_the_first_unproven_line_and_resumes_from_start() -> None:
 
 
 def test_rejects_bad_arguments() -> None:
-    assert dataset._textscan is not None
+    assert blocks.textscan is not None
     with pytest.raises(ValueError):
-        dataset._textscan.scan(b"{}\n", 5, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
+        blocks.textscan.scan(b"{}\n", 5, CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
     with pytest.raises(ValueError):
-        dataset._textscan.scan(b"{}\n", 0, 0, TOKENS_PER_TURN, -1)
+        blocks.textscan.scan(b"{}\n", 0, 0, TOKENS_PER_TURN, -1)
 
 
 def _random_text(rng: random.Random) -> str:
@@ -305,7 +305,7 @@ def test_a_run_stops_where_the_format_changes() -> None:
     block = b"".join(chat + pc + chat)
     first = scan(block)
     assert (first[0], first[1], first[6]) == (3, len(b"".join(chat)), 0)
-    second = dataset._textscan.scan(block, first[1], CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
+    second = blocks.textscan.scan(block, first[1], CHARS_PER_TOKEN, TOKENS_PER_TURN, -1)
     assert (second[0], second[6]) == (2, 1)
 
 
