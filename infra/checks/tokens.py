@@ -15,9 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainer import encoding
-from trainer.formats import Example
-
 #: Characters per token for estimates (English prose averages ~4 with Llama/Gemma/Qwen vocabularies).
 CHARS_PER_TOKEN = 4
 #: Template tokens per turn for estimates (role header and end-of-turn markers).
@@ -48,14 +45,6 @@ def load_tokenizer(name: str, base: Path | None = None) -> Any:
         path = base / path
     target = str(path) if path.is_dir() else name
     return _load(target)
-
-
-def count_tokens(tokenizer: Any, example: Example) -> int:
-    """Exact tokens of an example as the trainer encodes it (:mod:`trainer.encoding`).
-
-    Images are not counted here (callers add their estimate).
-    """
-    return encoding.count_tokens(tokenizer, example)
 
 
 @functools.lru_cache(maxsize=8)

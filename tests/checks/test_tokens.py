@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from trainer.data import read_examples
-from trainer.encoding import Encoder
+from trainer.encoding import Encoder, count_tokens
 from trainer.formats import parse_example
 from trainer.tiny import build_tiny_tokenizer
 from transformers import AutoTokenizer
 
 from infra.checks import validate
 from infra.checks.dataset import validate_dataset_file
-from infra.checks.tokens import TokenizerUnavailable, count_tokens, estimate_tokens, load_tokenizer
+from infra.checks.tokens import TokenizerUnavailable, estimate_tokens, load_tokenizer
 
 SPEC = """\
 project: {{id: acme-ml-dev, region: us-central1}}

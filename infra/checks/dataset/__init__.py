@@ -71,9 +71,23 @@ def validate_dataset_file(
     except OSError as e:
         v = Validator(display, model, tokenizer, max_seq_length)
         if isinstance(e, FileNotFoundError):
-            v.add("error", "file-not-found", 0, 0, "", f"dataset file {display} does not exist")
+            v.add(
+                "error",
+                "file-not-found",
+                "",
+                f"dataset file {display} does not exist",
+                line=0,
+                column=0,
+            )
         else:
-            v.add("error", "file-unreadable", 0, 0, "", f"cannot read {display}: {e.strerror or e}")
+            v.add(
+                "error",
+                "file-unreadable",
+                "",
+                f"cannot read {display}: {e.strerror or e}",
+                line=0,
+                column=0,
+            )
         return summary, v.diagnostics
     with stream:
         size = os.fstat(stream.fileno()).st_size

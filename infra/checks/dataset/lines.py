@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 from trainer import formats
+from trainer.encoding import count_tokens
 
 from infra import gcs
 from infra.checks.dataset.fast_line import count_keys, fast_text, no_duplicate_keys
 from infra.checks.dataset.reading import BOM, MAX_LINE_BYTES
 from infra.checks.dataset.validator import Validator
-from infra.checks.tokens import count_tokens, estimate_tokens
+from infra.checks.tokens import estimate_tokens
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB89][0-9a-fA-F]{2}")
 
@@ -36,10 +37,10 @@ def check_line(v: Validator, lineno: int, raw: bytes) -> None:
         v.add(
             "error",
             "invalid-encoding",
-            1,
-            1,
             "",
             "the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM",
+            line=1,
+            column=1,
         )
         raw = raw[3:]
     try:
@@ -65,10 +66,10 @@ def _example(v: Validator, lineno: int, obj: Any, raw: bytes, *, checked_keys: b
         v.add(
             "error",
             "not-an-object",
-            lineno,
-            1,
             "",
             f"expected one JSON object per line, got {what}",
+            line=lineno,
+            column=1,
         )
         return
     fast = fast_text(obj)
@@ -94,7 +95,7 @@ def _example(v: Validator, lineno: int, obj: Any, raw: bytes, *, checked_keys: b
         _exact_duplicates(v, lineno, raw)
     result = formats.parse_example(obj)
     for issue in result.issues:
-        v.add(issue.severity, issue.code, lineno, 1, issue.field, issue.message)
+        v.add(issue.severity, issue.code, issue.field, issue.message, line=lineno, column=1)
     ex = result.example
     if ex is None:
         return
@@ -107,10 +108,10 @@ def _example(v: Validator, lineno: int, obj: Any, raw: bytes, *, checked_keys: b
         v.add(
             "error",
             "images-not-supported",
-            lineno,
-            1,
             _first_image_field(ex),
             f"{v.model.display_name} is text-only; remove the images or tune an image model (Llama 4 Scout)",
+            line=lineno,
+            column=1,
         )
     if v.tokenizer is not None:
         tokens = count_tokens(v.tokenizer, ex) + estimate_tokens(0, 0, len(images))
@@ -129,20 +130,20 @@ def _slow_decode(v: Validator, lineno: int, raw: bytes) -> Any:
         v.add(
             "error",
             "invalid-encoding",
-            lineno,
-            e.start + 1,
             "",
             f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1}); save the file as UTF-8",
+            line=lineno,
+            column=e.start + 1,
         )
         return None
     if not text.strip():
         v.add(
             "error",
             "invalid-json",
-            lineno,
-            1,
             "",
             "blank line; JSONL has one JSON object on every line (remove it)",
+            line=lineno,
+            column=1,
         )
         return None
     v.nonblank += 1
@@ -167,20 +168,20 @@ def _slow_decode(v: Validator, lineno: int, raw: bytes) -> Any:
             object_pairs_hook=_pairs_hook(dups),
         )
     except json.JSONDecodeError as e:
-        v.add("error", "invalid-json", lineno, e.colno, "", _json_problem(text, e))
+        v.add("error", "invalid-json", "", _json_problem(text, e), line=lineno, column=e.colno)
         return None
     except RecursionError:
-        v.add("error", "invalid-json", lineno, 1, "", "JSON nested too deeply")
+        v.add("error", "invalid-json", "", "JSON nested too deeply", line=lineno, column=1)
         return None
     if found:
         col = text.find(found[0]) + 1
         v.add(
             "error",
             "non-finite-number",
-            lineno,
-            max(col, 1),
             "",
             f"{found[0]} is not a JSON number (NaN and Infinity are not allowed); use a finite number or a string",
+            line=lineno,
+            column=max(col, 1),
         )
     try:
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
@@ -190,10 +191,10 @@ def _slow_decode(v: Validator, lineno: int, raw: bytes) -> Any:
         v.add(
             "error",
             "invalid-encoding",
-            lineno,
-            (m.start() + 1) if m else 1,
             "",
             f"lone surrogate {esc}: not a valid Unicode character (broken emoji or truncated text?)",
+            line=lineno,
+            column=(m.start() + 1) if m else 1,
         )
         return None
     for key in dups:
@@ -217,10 +218,10 @@ def _duplicate(v: Validator, lineno: int, raw: bytes, key: str) -> None:
     v.add(
         "error",
         "duplicate-key",
-        lineno,
-        (second + 1) if second >= 0 else 1,
         key,
         f"key {key!r} appears twice in one object; JSON parsers keep only one of them",
+        line=lineno,
+        column=(second + 1) if second >= 0 else 1,
     )
 
 

@@ -16,21 +16,26 @@ from trainer import formats
 from infra import catalog
 from infra.checks.dataset.reading import MAX_LINE_BYTES
 from infra.checks.report import FileSummary
-from infra.diagnostics import Diagnostic, Severity
+from infra.diagnostics import Diagnostic, Reporter, Severity
 
 #: Diagnostics of one code shown per file; the rest are summed up in one closing line.
 MAX_PER_CODE = 50
 
 
 @dataclass
-class Validator:
-    """What one pass found so far; :meth:`finish` turns it into a summary and diagnostics."""
+class Validator(Reporter):
+    """What one pass found so far; :meth:`finish` turns it into a summary and diagnostics.
 
-    display: str
+    A :class:`~infra.diagnostics.Reporter` for one dataset file (diagnostics located by line),
+    whose :meth:`append` caps each code at MAX_PER_CODE shown.
+    """
+
+    file: str
     model: catalog.Model | None
     tokenizer: Any
     max_seq_length: int | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    positions: None = None  # dataset diagnostics carry their line; no field positions
     examples: int = 0
     nonblank: int = 0
     tokens: int = 0
@@ -52,10 +57,6 @@ class Validator:
     def family(self) -> str | None:
         """The format family the file started with (None before the first example)."""
         return self.runs[0][0] if self.runs else None
-
-    def add(self, severity: Severity, code: str, line: int, col: int, fld: str, msg: str) -> None:
-        """Reports ``msg`` at ``line``:``col`` of this file (see :meth:`append` for the cap)."""
-        self.append(Diagnostic(severity, code, self.display, line, col, fld, msg))
 
     def append(self, d: Diagnostic, hidden: int = 1) -> None:
         """Keeps ``d`` unless MAX_PER_CODE of its code are shown; then only counts it."""
@@ -101,7 +102,7 @@ class Validator:
         for d in part["diagnostics"]:
             self.append(dataclasses.replace(d, line=d.line + offset))
         for code, (sev, first, count) in part["hidden"].items():
-            d = Diagnostic(sev, code, self.display, first + offset, 1, "", "")
+            d = self.make(sev, code, "", "", line=first + offset, column=1)
             self.shown[code] = max(self.shown.get(code, 0), MAX_PER_CODE)
             self.append(d, hidden=count)
         for fam, line, count, sample in part["runs"]:
@@ -125,10 +126,10 @@ class Validator:
         self.add(
             "error",
             "line-too-long",
-            lineno,
-            1,
             "",
             f"line is over {MAX_LINE_BYTES // (1 << 20)} MiB; JSONL lines this long are not read (one example per line, images in Cloud Storage)",
+            line=lineno,
+            column=1,
         )
 
     def accept(
@@ -172,25 +173,25 @@ class Validator:
             self.add(
                 "error",
                 "sequence-too-long",
-                lineno,
-                1,
                 "",
                 f"{tokens} tokens, over the model's limit of {self.max_seq_length}; Vertex rejects or truncates it",
+                line=lineno,
+                column=1,
             )
         else:
             self.add(
                 "warning",
                 "sequence-too-long",
-                lineno,
-                1,
                 "",
                 f"about {tokens} tokens (estimated; set the dataset's tokenizer for an exact count), over the model's limit of {self.max_seq_length}",
+                line=lineno,
+                column=1,
             )
 
     def finish(self, summary: FileSummary, sha256: str) -> tuple[FileSummary, list[Diagnostic]]:
         """Judges the whole file, fills in ``summary`` and returns the sorted diagnostics."""
         if self.nonblank == 0:
-            self.add("error", "empty-dataset", 1, 1, "", "the file holds no examples")
+            self.add("error", "empty-dataset", "", "the file holds no examples", line=1, column=1)
         model = self.model
         if (
             model is not None
@@ -202,10 +203,10 @@ class Validator:
             self.add(
                 "warning",
                 "text-examples-dropped",
-                self.first_text_only,
-                1,
                 "",
                 f"{self.text_only} of {total} examples are text-only and {self.image_examples} have images: {model.display_name} tuning drops all {self.text_only} text-only examples when any example has an image (first text-only example here)",
+                line=self.first_text_only,
+                column=1,
             )
         if self.runs:
             family, first_line = self.runs[0][0], self.runs[0][1]
@@ -214,21 +215,20 @@ class Validator:
                     continue
                 msg = f"this example is {fam}, but the file started as {family} on line {first_line}; one file holds one format"
                 for line in sample:
-                    self.add("error", "mixed-formats", line, 1, "", msg)
+                    self.add("error", "mixed-formats", "", msg, line=line, column=1)
                 if count > len(sample):  # beyond the sample: counted, located at its end
-                    d = Diagnostic("error", "mixed-formats", self.display, sample[-1], 1, "", "")
+                    d = self.make("error", "mixed-formats", "", "", line=sample[-1], column=1)
                     self.shown["mixed-formats"] = MAX_PER_CODE
                     self.append(d, hidden=count - len(sample))
         for code, (sev, first, count) in self.hidden.items():
             self.diagnostics.append(
-                Diagnostic(
+                self.make(
                     sev,
                     code,
-                    self.display,
-                    first,
-                    1,
                     "",
                     f"{count} more line(s) with {code} not shown (first here)",
+                    line=first,
+                    column=1,
                 )
             )
         summary.examples = self.examples
