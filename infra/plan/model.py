@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.catalog import FINAL_CHECKPOINT, checkpoint_uri
-from infra.providers.inputs import ModelDeploymentArgs, TuningJobArgs, as_inputs
+from infra.plan.inputs import ModelDeploymentArgs, TuningJobArgs, as_inputs
 
 #: Component groups (ComponentResource name -> type token). Renaming one changes every URN
 #: under it, so these are part of the state contract: add ``aliases`` before changing them.

@@ -18,8 +18,8 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from infra import catalog
 from infra.local import home
+from infra.plan.inputs import ServiceAgentsArgs, input_names, replacing, required
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.providers.inputs import ServiceAgentsArgs, input_names, replacing, required
 from infra.vertex import operations
 from infra.vertex.errors import VertexError
 from infra.vertex.target import LocalTokenCredentials

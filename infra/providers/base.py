@@ -58,7 +58,7 @@ class TunestackProvider(ResourceProvider):
 
     Subclasses set ``INPUTS`` (all input names), ``REPLACES`` (inputs whose change needs a
     new cloud object) and ``REQUIRED``, all read from their ``Args`` declaration in
-    :mod:`infra.providers.inputs`, and ``OUTPUTS``.
+    :mod:`infra.plan.inputs`, and ``OUTPUTS``.
     """
 
     INPUTS: ClassVar[tuple[str, ...]] = ()

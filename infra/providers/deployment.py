@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
+from infra.plan.inputs import ModelDeploymentArgs, input_names, replacing, required
 from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
-from infra.providers.inputs import ModelDeploymentArgs, input_names, replacing, required
 from infra.vertex import deployments
 from infra.vertex.keys import deployment_key
 

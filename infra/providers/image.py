@@ -23,8 +23,8 @@ from google.protobuf import duration_pb2
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import gcs
+from infra.plan.inputs import TrainerImageArgs, input_names, replacing, required
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.providers.inputs import TrainerImageArgs, input_names, replacing, required
 from infra.vertex.errors import DeadlineExceeded, VertexError
 from infra.vertex.operations import poll
 

@@ -16,8 +16,7 @@ from google.api_core import exceptions as gexc
 from pulumi.dynamic import CreateResult, ReadResult
 
 from infra import catalog
-from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
-from infra.providers.inputs import (
+from infra.plan.inputs import (
     CustomTrainingJobArgs,
     TuningJobArgs,
     TuningJobCompletionArgs,
@@ -25,6 +24,7 @@ from infra.providers.inputs import (
     replacing,
     required,
 )
+from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
 from infra.vertex import checkpoints
 from infra.vertex import jobs as vertex_jobs
 from infra.vertex.errors import VertexError

@@ -1,6 +1,6 @@
 """The Pulumi dynamic resources tunestack's program creates for what pulumi-gcp lacks.
 
-Each resource takes an ``Args`` dataclass from :mod:`infra.providers.inputs` (inputs may be
+Each resource takes an ``Args`` dataclass from :mod:`infra.plan.inputs` (inputs may be
 Pulumi Outputs) and exposes its outputs as attributes. Provider classes live in sibling modules and pickle by reference: their
 module paths (``infra.providers.jobs`` etc.) are part of every stack's state, never move them.
 Input names are a contract with the program (``infra/emit``): keep them stable.
@@ -21,10 +21,7 @@ from typing import Any
 import pulumi
 from pulumi import Output, ResourceOptions
 
-from infra.providers.agents import ServiceAgentsProvider
-from infra.providers.deployment import ModelDeploymentProvider
-from infra.providers.image import TrainerImageProvider
-from infra.providers.inputs import (
+from infra.plan.inputs import (
     CustomTrainingJobArgs,
     ModelDeploymentArgs,
     ServiceAgentsArgs,
@@ -33,6 +30,9 @@ from infra.providers.inputs import (
     TuningJobCompletionArgs,
     as_inputs,
 )
+from infra.providers.agents import ServiceAgentsProvider
+from infra.providers.deployment import ModelDeploymentProvider
+from infra.providers.image import TrainerImageProvider
 from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider, TuningJobProvider
 
 

@@ -1,11 +1,11 @@
-"""Provider inputs are declared once (``infra/providers/inputs.py``): the providers' input
+"""Provider inputs are declared once (``infra/plan/inputs.py``): the providers' input
 lists and the plan's ``provider_inputs`` follow that declaration."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
-from infra.providers import inputs
+from infra.plan import inputs
 from infra.providers.agents import ServiceAgentsProvider
 from infra.providers.deployment import ModelDeploymentProvider
 from infra.providers.image import TrainerImageProvider
