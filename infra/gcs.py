@@ -8,7 +8,7 @@ rules for what a URI may name live once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # google-cloud-storage takes ~0.3 s to import; most callers never need it
     from google.cloud import storage
@@ -59,16 +59,24 @@ def is_remote(uri: str) -> bool:
     return "://" in uri
 
 
-def client(project: str | None = None, endpoint: str | None = None) -> storage.Client:
-    """A Cloud Storage client: ADC for the cloud, or anonymous for an endpoint override
-    (the local emulator, tests), which takes no credentials."""
+def client(
+    project: str | None = None, endpoint: str | None = None, credentials: Any = None
+) -> storage.Client:
+    """A Cloud Storage client.
+
+    Args:
+        project: The project the client bills (``local`` for an emulator when None).
+        endpoint: An API endpoint override (the local emulator, tests, doctor's fakes).
+        credentials: google-auth credentials; None means ADC, or anonymous with an
+            ``endpoint`` override (the emulator takes no credentials).
+    """
     from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415 - slow import
     from google.cloud import storage  # noqa: PLC0415 - slow import
 
     if endpoint:
         return storage.Client(
             project=project or "local",
-            credentials=AnonymousCredentials(),
+            credentials=credentials or AnonymousCredentials(),
             client_options={"api_endpoint": endpoint},
         )
-    return storage.Client(project=project)
+    return storage.Client(project=project, credentials=credentials)

@@ -12,9 +12,8 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.cloud import billing_v1, cloudquotas_v1, resourcemanager_v3, service_usage_v1
 from google.cloud.aiplatform_v1beta1 import GenAiTuningServiceClient
-from google.cloud.storage import Client as StorageClient
 
-from infra import catalog
+from infra import catalog, gcs
 from infra.doctor.api import CALL_ERRORS, TIMEOUT_S, Endpoints
 from infra.doctor.api import client_options as _opts
 from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, blocked, first_line
@@ -261,11 +260,7 @@ class ProjectChecks:
         """Cloud Storage ``testIamPermissions``: the caller can act on the bucket (404: missing)."""
         name = f"bucket:{bucket.name}"
         try:
-            client = StorageClient(
-                project=self.project_id,
-                credentials=self.creds,
-                client_options={"api_endpoint": self.endpoints.storage},
-            )
+            client = gcs.client(self.project_id, self.endpoints.storage, self.creds)
             granted = set(
                 client.bucket(bucket.name).test_iam_permissions(
                     list(BUCKET_PERMISSIONS), timeout=TIMEOUT_S, retry=None
