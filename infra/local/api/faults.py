@@ -115,6 +115,8 @@ def advance(store: Store, collection: str, rid: str, storage_url: str) -> None:
         entry = store.get(collection, rid)
         if entry is None or not entry["internal"].get(SCRIPTED):
             return
+        if entry["resource"].get("state") in catalog.TERMINAL_JOB_STATES:
+            return  # cancelled meanwhile (by the scheduler): the script is over
         script = entry["internal"][SCRIPTED]
         state = script.pop(0)
         error = entry["internal"].get("scriptError", "") if not script else ""
