@@ -35,7 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from trainer import tiny  # noqa: E402
 
-from infra.local import daemon, storage  # noqa: E402
+from infra import gcs as gcs_uris  # noqa: E402
+from infra.local import daemon  # noqa: E402
 from infra.local.predict import Instance, LoadedModel  # noqa: E402
 
 PARENT = "projects/bench/locations/us-central1"
@@ -109,7 +110,7 @@ def main() -> int:
 
 
 def deploy(api: Any, ckpt: Path) -> str:
-    gcs = storage.client(api.storage_url)
+    gcs = gcs_uris.client(endpoint=api.storage_url)
     bucket = gcs.create_bucket("bench-weights")
     for f in ckpt.iterdir():
         bucket.blob(f"final/{f.name}").upload_from_filename(str(f))

@@ -60,9 +60,9 @@ class LocalApiHandle:
 
     def storage_client(self) -> Any:
         """A google-cloud-storage client bound to the emulator."""
-        from infra.local import storage
+        from infra import gcs
 
-        return storage.client(self.storage_url)
+        return gcs.client(endpoint=self.storage_url)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from rich.console import Console
 
-from infra.local import converge, daemon, server
+from infra.local import converge, daemon
+from infra.local.api import app, settings
+from infra.local.predict import MAX_TOKENS_CAP
 from infra.vertex.errors import VertexError
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
@@ -31,8 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--port",
         type=int,
-        default=server.DEFAULT_PORT,
-        help=f"API port (0: a free one). Default: {server.DEFAULT_PORT}",
+        default=settings.DEFAULT_PORT,
+        help=f"API port (0: a free one). Default: {settings.DEFAULT_PORT}",
     )
     p.add_argument(
         "--host",
@@ -50,20 +52,20 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-concurrency",
         type=int,
-        default=server.DEFAULT_PREDICT_CONCURRENCY,
-        help=f"predictions running at once; more get 429. Default: {server.DEFAULT_PREDICT_CONCURRENCY}",
+        default=settings.DEFAULT_PREDICT_CONCURRENCY,
+        help=f"predictions running at once; more get 429. Default: {settings.DEFAULT_PREDICT_CONCURRENCY}",
     )
     p.add_argument(
         "--max-tokens",
         type=int,
-        default=server.MAX_TOKENS_CAP,
-        help=f"largest max_tokens per instance. Default: {server.MAX_TOKENS_CAP}",
+        default=MAX_TOKENS_CAP,
+        help=f"largest max_tokens per instance. Default: {MAX_TOKENS_CAP}",
     )
     p.add_argument(
         "--body-limit",
         type=int,
-        default=server.DEFAULT_BODY_LIMIT,
-        help=f"largest request body in bytes (413 beyond). Default: {server.DEFAULT_BODY_LIMIT}",
+        default=settings.DEFAULT_BODY_LIMIT,
+        help=f"largest request body in bytes (413 beyond). Default: {settings.DEFAULT_BODY_LIMIT}",
     )
     p.add_argument(
         "--stop",
@@ -113,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"stopped the local API (pid {pid})" if pid else "no local API is running")
         return 0
 
-    settings = server.Settings(
+    config = settings.Settings(
         port=args.port,
         host=args.host,
         storage_port=args.storage_port,
@@ -129,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"local Vertex AI API on {api_url}{mode}; GCS emulator on {storage_url}", flush=True)
 
     try:
-        server.serve(settings, ready)
+        app.serve(config, ready)
     except OSError as e:
         print(
             f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr

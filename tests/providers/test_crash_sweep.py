@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fake_vertex import FakeVertex, serve
+from conftest import LocalVertex
 from provider_host import ProviderHost
 from test_deployment import deploy_inputs
 from test_tuning_job import completion_inputs, job_inputs
@@ -36,15 +36,14 @@ def up(host: ProviderHost, url: str, state: State) -> None:
         state["deploy"] = host.using(ModelDeploymentProvider()).create(deploy)
 
 
-def new_fake(token: str) -> tuple[FakeVertex, str, Callable[[], None]]:
-    fake = FakeVertex(token=token)
+def new_fake(start_vertex: Callable[[], LocalVertex]) -> tuple[LocalVertex, str]:
+    fake = start_vertex()
     fake.script = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
     fake.deploy_polls = 3
-    server, url = serve(fake)
-    return fake, url, lambda: (server.shutdown(), server.server_close())
+    return fake, fake.url
 
 
-def kill_at(fake: FakeVertex, host: ProviderHost, n: int) -> None:
+def kill_at(fake: LocalVertex, host: ProviderHost, n: int) -> None:
     seen = {"n": 0}
 
     def hook(_kind: str, _path: str) -> None:
@@ -56,7 +55,7 @@ def kill_at(fake: FakeVertex, host: ProviderHost, n: int) -> None:
     fake.hook = hook
 
 
-def assert_one_of_each_then_destroy(fake: FakeVertex, state: State, host: ProviderHost) -> None:
+def assert_one_of_each_then_destroy(fake: LocalVertex, state: State, host: ProviderHost) -> None:
     key = state["job"][1]["key"]
     assert len(fake.jobs_with_key(key)) == 1 and len(fake.jobs) == 1
     assert fake.count("POST", "tuningJobs.create") == 1 and fake.count("POST", "deploy") == 1
@@ -68,17 +67,17 @@ def assert_one_of_each_then_destroy(fake: FakeVertex, state: State, host: Provid
 
 
 @pytest.mark.slow
-def test_a_kill_at_each_request_of_a_clean_run_then_rerun_converges(home, make_host, shared_host):
-    token = (home / "local" / "token").read_text()
+def test_a_kill_at_each_request_of_a_clean_run_then_rerun_converges(
+    start_vertex, make_host, shared_host
+):
     # How many requests a clean run makes: one kill point per request.
-    fake, url, stop = new_fake(token)
+    fake, url = new_fake(start_vertex)
     clean: State = {}
     up(shared_host, url, clean)
     points = len(fake.calls)
-    stop()
     assert points >= 8
     for n in range(1, points + 1):
-        fake, url, stop = new_fake(token)
+        fake, url = new_fake(start_vertex)
         state: State = {}
         victim = make_host(TuningJobProvider(), fresh=True)
         kill_at(fake, victim, n)
@@ -87,7 +86,6 @@ def test_a_kill_at_each_request_of_a_clean_run_then_rerun_converges(home, make_h
         victim.close()
         up(shared_host, url, state)  # the re-run
         assert_one_of_each_then_destroy(fake, state, shared_host)
-        stop()
 
 
 @pytest.mark.slow

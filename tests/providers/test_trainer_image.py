@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import grpc
 import pytest
-from fake_vertex import serve_json
+from fake_google import serve_json
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.devtools import cloudbuild_v1 as cb

@@ -1,17 +1,22 @@
-"""TuningJob and TuningJobCompletion through Pulumi's provider host, against the fake API."""
+"""TuningJob and TuningJobCompletion through Pulumi's provider host, against the local API."""
 
 from __future__ import annotations
 
 import threading
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
-from fake_vertex import FakeVertex
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1beta1 as aip
 from google.cloud import storage
 from pulumi.runtime.proto import provider_pb2
+from starlette.testclient import TestClient
 
+from infra.local.api import app
+from infra.local.api.context import Context
+from infra.local.api.settings import Settings
 from infra.providers.jobs import JobCompletionProvider, TuningJobProvider
 from infra.vertex import jobs as v
 
@@ -336,9 +341,25 @@ def test_wait_for_job_reports_progress_and_treats_expired_as_terminal(vertex, ho
     assert err.value.state == "JOB_STATE_EXPIRED"
 
 
-def test_fake_rejects_unknown_fields_like_vertex():
-    fake = FakeVertex(token="t")
-    status, payload = fake.handle(
-        "POST", "/v1beta1/projects/p/locations/l/tuningJobs", {}, b'{"baseModel": "x", "nope": 1}'
+def test_the_api_rejects_unknown_fields_like_vertex(vertex):
+    fake, _ = vertex
+    status, payload = fake.request(
+        "POST", "/v1beta1/projects/p/locations/l/tuningJobs", b'{"baseModel": "x", "nope": 1}'
     )
     assert status == 400 and "nope" in payload
+
+
+def test_fault_injection_needs_the_token(vertex):
+    fake, _ = vertex
+    req = urllib.request.Request(f"{fake.api_url}/v1/tunestack:faults", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 401
+
+
+def test_fault_injection_is_off_by_default(gcs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESTACK_HOME", str(tmp_path))
+    assert Settings().faults is False
+    client = TestClient(app.build(Context(Settings(), gcs, "t")), base_url="http://127.0.0.1:8470")
+    answer = client.post("/v1/tunestack:faults", json={}, headers={"Authorization": "Bearer t"})
+    assert answer.status_code == 404 and answer.json()["error"]["status"] == "NOT_FOUND"

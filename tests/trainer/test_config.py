@@ -108,8 +108,8 @@ def test_every_field_is_one_flag_with_help() -> None:
     assert [a.dest for a in actions] == fields
     for a in actions:
         assert a.help and a.option_strings[0] == "--" + a.dest.replace("_", "-"), a.dest
-    # The flags the local server and the Vertex provider pass (infra/local/jobs.py,
-    # infra/providers/vertex.py), and the booleans' --no- forms.
+    # The flags the local server and the Vertex provider pass (infra/local/trainer.py,
+    # infra/vertex/jobs.py), and the booleans' --no- forms.
     flags = {s for a in actions for s in a.option_strings}
     assert {"--base-model", "--train-data", "--output-dir", "--base-model-id", "--no-progress",
             "--validation-data", "--tuning-mode", "--epochs", "--learning-rate",

@@ -10,7 +10,8 @@ import pytest
 from trainer import storage
 from trainer.train import train
 
-from infra.local.storage import StorageEmulator, client
+from infra.gcs import client
+from infra.local.storage import StorageEmulator
 
 from .conftest import config
 
@@ -32,7 +33,7 @@ def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_gs_inputs_and_outputs_via_emulator(
     gcs: str, tiny: Callable[[str], Path], copy_data: Callable[..., Path]
 ) -> None:
-    c = client(gcs)
+    c = client(endpoint=gcs)
     bucket = c.create_bucket("tuning")
     for f in tiny("qwen3").iterdir():
         bucket.blob(f"models/qwen3/{f.name}").upload_from_filename(str(f))

@@ -1,0 +1,153 @@
+"""The Starlette application of ``tunestack serve`` and the process that runs it.
+
+Every Vertex resource module is mounted at ``/v1``, ``/v1beta1`` and ``/ui`` (the paths
+Google's clients use); ``/local`` holds the CLI's helpers. Anything else under a version
+answers 501 naming the method; an unknown version 404.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from infra.local import home, storage
+from infra.local.api import (
+    custom_jobs,
+    endpoints,
+    local,
+    models,
+    operations,
+    predict,
+    routing,
+    tuning_jobs,
+)
+from infra.local.api.context import Context
+from infra.local.api.errors import ApiError
+from infra.local.api.middleware import Guard, HostAllowlist
+from infra.local.api.settings import Settings
+
+#: The path prefixes of Google's clients: v1 and v1beta1 REST, and the SDK's ``/ui``.
+VERSIONS = ("v1", "v1beta1", "ui")
+
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
+
+
+def build(ctx: Context, lifespan: Lifespan | None = None) -> Starlette:
+    """The application of one server.
+
+    Args:
+        ctx: The server's state (its settings give the port, hosts and caps).
+        lifespan: Start-up and shut-down of the scheduler and the emulator.
+    """
+    names = {"127.0.0.1", "localhost", "[::1]", *ctx.settings.extra_hosts}
+    port = ctx.settings.port
+    app = Starlette(
+        routes=[
+            Route(local.FAULTS_PATH, routing.guarded(local.set_faults), methods=["GET", "POST"]),
+            *(Mount(f"/{v}", routes=_vertex_routes()) for v in VERSIONS),
+            Mount("/local", routes=local.routes()),
+            Route("/{path:path}", routing.guarded(_no_such_version)),
+        ],
+        middleware=[
+            Middleware(HostAllowlist, hosts=names),
+            Middleware(
+                Guard,
+                token=ctx.token,
+                origins={f"http://{n}:{port}" for n in names},
+                body_limit=ctx.settings.body_limit,
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    return app
+
+
+def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -> None:
+    """Runs the emulator and the API until SIGINT/SIGTERM; writes ``api.json`` when ready.
+
+    Args:
+        settings: Server settings.
+        ready: Called with ``(api_url, storage_url)`` once both answer.
+
+    Raises:
+        OSError: when the port is taken.
+        RuntimeError: when the emulator cannot start.
+    """
+    token = home.ensure_token()
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
+    )
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    settings.port = sock.getsockname()[1]
+    emulator = storage.StorageEmulator(settings.storage_port)
+    emulator.start()
+    ctx = Context(settings, emulator.url, token)
+    api_url = f"http://{'127.0.0.1' if settings.host in ('127.0.0.1', '0.0.0.0') else settings.host}:{settings.port}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ctx.scheduler.start()
+        home.write_api_file(api_url, emulator.url, os.getpid())
+        if ready is not None:
+            ready(api_url, emulator.url)
+        try:
+            yield
+        finally:
+            # Clean up here, not after run(): uvicorn re-raises SIGTERM/SIGINT once it has
+            # shut down, so code after it never runs on a signal.
+            _remove_api_file_if_ours()
+            await anyio.to_thread.run_sync(ctx.scheduler.stop)
+            emulator.stop()
+
+    config = uvicorn.Config(
+        build(ctx, lifespan),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        emulator.stop()
+        _remove_api_file_if_ours()
+
+
+def _vertex_routes() -> list[BaseRoute]:
+    return [
+        *tuning_jobs.routes(),
+        *custom_jobs.routes(),
+        *endpoints.routes(),
+        *predict.routes(),
+        *models.routes(),
+        *operations.routes(),
+        Route("/{rest:path}", routing.guarded(routing.not_implemented)),
+    ]
+
+
+async def _no_such_version(request: Request) -> Response:
+    version = request.url.path.lstrip("/").partition("/")[0]
+    if version in VERSIONS:  # "/v1" itself
+        return await routing.not_implemented(request)
+    if version == "local":
+        return await local.not_implemented(request)
+    raise ApiError(404, f"No such API version: /{version}")
+
+
+def _remove_api_file_if_ours() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(home.api_file().read_text()).get("pid") == os.getpid():
+            home.api_file().unlink()
