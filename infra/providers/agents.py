@@ -16,11 +16,10 @@ import requests
 from google.auth.transport.requests import AuthorizedSession
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from infra import catalog
+from infra import catalog, wait
 from infra.local import home
 from infra.plan.inputs import ServiceAgentsArgs, input_names, replacing, required
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
-from infra.vertex import operations
 from infra.vertex.errors import VertexError
 from infra.vertex.target import LocalTokenCredentials
 
@@ -75,7 +74,7 @@ def generate_identity(
         polls += 1
         return op
 
-    op = operations.poll(
+    op = wait.poll(
         fetch,
         lambda o: bool(o.get("done")),
         deadline_s,
@@ -112,7 +111,7 @@ def wait_visible(
 ) -> list[str]:
     """Polls until every agent is visible or the deadline passes; returns the visible ones."""
     try:
-        return operations.poll(
+        return wait.poll(
             lambda: visible_agents(project, number, api_endpoint),
             lambda visible: len(visible) == len(catalog.SERVICE_AGENT_DOMAINS),
             deadline_s,

@@ -26,7 +26,7 @@ from infra import gcs
 from infra.plan.inputs import TrainerImageArgs, input_names, replacing, required
 from infra.providers.base import TunestackProvider, inputs_of, poll_settings
 from infra.vertex.errors import DeadlineExceeded, VertexError
-from infra.vertex.operations import poll
+from infra.wait import poll
 
 #: Paths never part of the build context (caches and local build output).
 IGNORED_DIRS = frozenset(

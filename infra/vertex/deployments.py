@@ -19,8 +19,9 @@ from google.cloud import aiplatform_v1beta1 as aip
 
 from infra.vertex.errors import DeadlineExceeded, VertexError
 from infra.vertex.keys import deploy_display_names, deployment_key, display_tag
-from infra.vertex.operations import INITIAL_DELAY, MAX_DELAY, poll, wait_operation
+from infra.vertex.operations import wait_operation
 from infra.vertex.target import Target, client
+from infra.wait import INITIAL_DELAY, MAX_DELAY, poll
 
 
 def build_deploy_request(

@@ -16,8 +16,8 @@ from google.cloud import aiplatform_v1beta1 as aip
 from infra import catalog
 from infra.vertex.errors import DeadlineExceeded, JobFailed
 from infra.vertex.keys import LABEL_KEY, job_key, key_labels, label_filter
-from infra.vertex.operations import poll
 from infra.vertex.target import Target, client
+from infra.wait import poll
 
 #: Default machine for custom jobs when the spec gives none.
 DEFAULT_CUSTOM_MACHINE = "a2-highgpu-1g"

@@ -1,91 +1,22 @@
-"""Waiting, in one place: long-running operations and polled resources, via ``google.api_core``.
+"""Waiting on Vertex long-running operations, via ``google.api_core``.
 
-Two shapes of wait, both bounded by a deadline and backing off exponentially:
-
-- :func:`wait_operation`: a GAPIC call's ``google.api_core.operation.Operation`` future,
-  waited on with its own ``result(timeout=...)`` and an api_core polling ``Retry``.
-- :func:`poll`: anything polled by a get (a job's state, an endpoint's model, a Cloud Build,
-  an HTTP operation), retried by ``google.api_core.retry.retry_target`` until done. The sleeps
-  double from ``initial_delay`` up to ``max_delay`` and never overshoot the deadline, so a
-  test's tiny intervals run fast and the last poll happens at the deadline.
-
-No other module in ``infra/`` sleeps between attempts.
+:func:`wait_operation` waits on a GAPIC call's ``google.api_core.operation.Operation`` future
+with its own ``result(timeout=...)`` and an api_core polling ``Retry``. Anything polled by a
+get (a job's state, an endpoint's model, a Cloud Build) goes through :func:`infra.wait.poll`,
+the other shape of wait; no other module in ``infra/`` sleeps between attempts.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 from google.api_core import exceptions as gexc
-from google.api_core import operation, retry
+from google.api_core import operation
 from google.api_core.future import polling
 from google.longrunning import operations_pb2
 
 from infra.vertex.errors import DeadlineExceeded, VertexError
-
-T = TypeVar("T")
-
-#: Poll intervals when a caller gives none (seconds).
-INITIAL_DELAY = 2.0
-MAX_DELAY = 60.0
-
-
-class _NotDone(Exception):
-    """The polled thing is not done yet: the one exception :func:`poll` retries."""
-
-
-def poll(
-    fetch: Callable[[], T],
-    done: Callable[[T], bool],
-    deadline_s: float,
-    expired: Callable[[T], Exception],
-    on_progress: Callable[[T], None] | None = None,
-    *,
-    initial_delay: float = INITIAL_DELAY,
-    max_delay: float = MAX_DELAY,
-) -> T:
-    """Calls ``fetch`` until ``done`` says so, with exponential backoff and a hard deadline.
-
-    Args:
-        fetch: One poll (a get); its exceptions propagate at once.
-        done: Whether a fetched value is final.
-        deadline_s: Seconds to wait at most.
-        expired: Builds the exception raised when the deadline passes (given the last value).
-        on_progress: Called with every fetched value.
-        initial_delay: First poll interval; doubles up to ``max_delay``.
-        max_delay: Longest poll interval.
-
-    Returns:
-        The first value ``done`` accepts.
-
-    Raises:
-        Exception: what ``expired`` builds, or what ``fetch`` raised.
-    """
-    end = time.monotonic() + deadline_s
-    # One instance per wait, re-raised without its old traceback: api_core keeps every retried
-    # error, and a fresh one (holding its frame's fetched value) per poll would pile up for days.
-    not_done = _NotDone()
-
-    def attempt() -> T:
-        value = fetch()
-        if on_progress is not None:
-            on_progress(value)
-        if done(value):
-            return value
-        if end - time.monotonic() <= 0:
-            raise expired(value)
-        raise not_done.with_traceback(None)
-
-    return retry.retry_target(
-        attempt,
-        retry.if_exception_type(_NotDone),
-        _backoff(end, initial_delay, max_delay),
-        timeout=None,  # the deadline is ``expired``'s: it knows what was still running
-        exception_factory=_reraise,
-    )
+from infra.wait import INITIAL_DELAY, MAX_DELAY
 
 
 def wait_operation(
@@ -128,20 +59,3 @@ def wait_operation(
                 f"{what} {name} failed: {op.error.message} (code {op.error.code})"
             ) from None
     return future.operation
-
-
-def _backoff(end: float, initial: float, maximum: float) -> Iterator[float]:
-    delay = initial
-    while True:
-        yield max(0.0, min(delay, end - time.monotonic()))
-        delay = min(delay * 2, maximum)
-
-
-def _reraise(
-    errors: list[Exception], _reason: retry.RetryFailureReason, _timeout: float | None
-) -> tuple[Exception, Exception | None]:
-    # Only non-retryable errors end the retry (there is no api_core timeout): raise them as
-    # they came, cause included.
-    last = errors[-1]
-    cause = last.__cause__
-    return last, cause if isinstance(cause, Exception) else None

@@ -8,7 +8,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from infra.vertex.errors import DeadlineExceeded
-from infra.vertex.operations import poll
+from infra.wait import poll
 
 
 def test_poll_returns_the_first_done_value_and_reports_every_poll():
