@@ -8,7 +8,6 @@ answers 501 naming the method; an unknown version 404.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -149,5 +148,5 @@ async def _no_such_version(request: Request) -> Response:
 
 def _remove_api_file_if_ours() -> None:
     with contextlib.suppress(OSError, ValueError):
-        if json.loads(home.api_file().read_text()).get("pid") == os.getpid():
+        if home.read_api_info().get("pid") == os.getpid():
             home.api_file().unlink()
