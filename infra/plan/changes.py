@@ -220,7 +220,7 @@ def _effects(
     elif kind == "TuningJobCompletion" and action == REPLACE:
         out.append("waits for the new job")
     elif kind == "ModelDeployment":
-        out += _endpoint_effects(c, r, old_eps, new_eps, bool(because))
+        out += _endpoint_effects(c, r, old_r, old_eps, new_eps, bool(because))
     elif action == DELETE and r.get("protect"):
         out.append("protected: Pulumi refuses to delete it (retained)")
     return out
@@ -229,6 +229,7 @@ def _effects(
 def _endpoint_effects(
     c: dict[str, Any],
     r: dict[str, Any],
+    old_r: dict[str, Any] | None,
     old_eps: dict[str, dict[str, Any]],
     new_eps: dict[str, dict[str, Any]],
     new_weights: bool,
@@ -258,11 +259,8 @@ def _endpoint_effects(
             what = f" to serve {serves}"
         out.append(f"redeploys blue/green on the same endpoint{what} ({', '.join(redeploy)})")
     if changed & {"min_replicas", "max_replicas"}:
-        out.append(
-            f"scales in place, no redeploy (replicas {_range(old)} -> {_range(new)})"
-            if old and new
-            else "scales in place, no redeploy"
-        )
+        before = _range((old_r or {}).get("inputs", {}))
+        out.append(f"scales in place, no redeploy (replicas {before} -> {_range(r['inputs'])})")
     if "canary_percent" in changed:
         before, now = old.get("canary_percent"), new.get("canary_percent")
         if now:
@@ -274,8 +272,13 @@ def _endpoint_effects(
     return out
 
 
-def _range(e: dict[str, Any]) -> str:
-    return f"{e.get('min_replicas')}..{e.get('max_replicas')}"
+def _range(values: dict[str, Any]) -> str:
+    low, high = values.get("min_replicas", 1), values.get("max_replicas", 1)
+    return f"{_int(low)}..{_int(high)}"
+
+
+def _int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _endpoint_name(e: dict[str, Any]) -> str:
