@@ -258,16 +258,17 @@ def _endpoint_effects(
         elif serves and serves != old.get("serves"):
             what = f" to serve {serves}"
         out.append(f"redeploys blue/green on the same endpoint{what} ({', '.join(redeploy)})")
+    was = (old_r or {}).get("inputs", {})
+    now = r.get("inputs", {})
     if changed & {"min_replicas", "max_replicas"}:
-        before = _range((old_r or {}).get("inputs", {}))
-        out.append(f"scales in place, no redeploy (replicas {before} -> {_range(r['inputs'])})")
+        out.append(f"scales in place, no redeploy (replicas {_range(was)} -> {_range(now)})")
     if "canary_percent" in changed:
-        before, now = old.get("canary_percent"), new.get("canary_percent")
-        if now:
+        share = _int(now.get("canary_percent"))
+        if isinstance(share, int) and share:
             out.append(
-                f"canary: the new model gets {now}%, the previous one stays with {100 - now}%"
+                f"canary: the new model gets {share}%, the previous one stays with {100 - share}%"
             )
-        elif before:
+        elif was.get("canary_percent"):
             out.append("canary ends: the new model takes 100%, the previous one is undeployed")
     return out
 
