@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.catalog import FINAL_CHECKPOINT, checkpoint_uri, parse_checkpoint
+from infra.catalog import FINAL_CHECKPOINT, checkpoint_uri
 from infra.plan.inputs import ModelDeploymentArgs, TuningJobArgs, as_inputs
 
 #: Component groups (ComponentResource name -> type token). Renaming one changes every URN
@@ -308,6 +308,9 @@ class EndpointPlan:
         depends_on: The job completion or the grants on the weights' bucket.
         canary_percent: Traffic share of a new model while the previous one stays deployed,
             or None (a new model takes 100%).
+        serves: What the endpoint serves and how that is resolved, in words.
+        serves_uri: The weights' URI when the plan knows it (gs:// weights, ``final``,
+            ``checkpoint-<step>``); None when only training decides (``epoch-N``, ``best``).
     """
 
     name: str
@@ -325,32 +328,8 @@ class EndpointPlan:
     fits: bool | None
     depends_on: tuple[str, ...]
     canary_percent: int | None = None
-
-    @property
-    def serves_uri(self) -> str | None:
-        """The weights' URI when the plan knows it (gs:// weights, ``final``,
-        ``checkpoint-<step>``); None when only training decides (``epoch-N``, ``best``)."""
-        if self.job is None:
-            return self.model_uri
-        sel = parse_checkpoint(self.checkpoint)
-        return None if sel is None or sel.kind in ("epoch", "best") else self.model_uri
-
-    @property
-    def serves(self) -> str:
-        """What the endpoint serves and how that is resolved, in words."""
-        if self.job is None:
-            return f"weights {self.model_uri}"
-        sel = parse_checkpoint(self.checkpoint)
-        kind = sel.kind if sel else ""
-        if kind == "epoch" and sel is not None:
-            how = f"the checkpoint of epoch {sel.number}, its step resolved from the job's checkpoints after training"
-        elif kind == "best":
-            how = "the checkpoint with the lowest validation loss, resolved after training"
-        elif kind == "step":
-            how = f"{self.model_uri} (that step must exist after training)"
-        else:
-            how = self.model_uri
-        return f"job {self.job}, {self.checkpoint}: {how}"
+    serves: str = ""
+    serves_uri: str | None = None
 
     def provider_inputs(self, project: Any, location: str, gcs_uri: Any) -> dict[str, Any]:
         """The inputs of the endpoint's ModelDeployment (program and ``up --local`` alike)."""
