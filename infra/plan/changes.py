@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.plan import inputs
+from infra.plan.names import job_names
 
 CREATE, UPDATE, REPLACE, DELETE = "create", "update", "replace", "delete"
 
@@ -288,7 +289,7 @@ def _endpoint_name(e: dict[str, Any]) -> str:
 
 def _job_tokens(doc: dict[str, Any], resource: str) -> int | None:
     for j in doc.get("jobs", []):
-        if f"job-{j.get('name')}" == resource:
+        if job_names(str(j.get("name")))[0] == resource:
             value = j.get("training_tokens")
             return value if isinstance(value, int) else None
     return None
