@@ -41,6 +41,9 @@ CODES: dict[str, str] = {
     "kv-cache-headroom": "The weights leave under 20% of accelerator memory for the KV cache.",
     "invalid-uri": "A URI that is not a valid gs:// URI (or local path where one is allowed).",
     "public-member": "An IAM grant to allUsers or allAuthenticatedUsers.",
+    "invalid-checkpoint": "An endpoint checkpoint that is not final, best, epoch-N or checkpoint-STEP, or an epoch the job does not keep.",
+    "best-needs-validation": "checkpoint: best on a job without a validation dataset (best = lowest validation loss).",
+    "checkpoint-step-unchecked": "checkpoint-STEP names a training step, known only after training (epoch-N is checked now).",
     # datasets
     "file-not-found": "A dataset file that does not exist.",
     "empty-dataset": "A dataset with no examples.",

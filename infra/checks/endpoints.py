@@ -6,16 +6,13 @@ accelerator memory (an error) and should leave room for the KV cache (a warning)
 
 from __future__ import annotations
 
-import re
-
 from infra import catalog, gcs
 from infra.checks.names import check_duplicates, check_gs_uri
 from infra.diagnostics import Reporter, did_you_mean
 from infra.spec import Spec
 
-_CHECKPOINT = re.compile(
-    f"{re.escape(catalog.FINAL_CHECKPOINT)}|{re.escape(catalog.CHECKPOINT_PREFIX)}[0-9]+"
-)
+#: The selections offered in "did you mean" hints.
+_SELECTIONS = (catalog.FINAL_CHECKPOINT, catalog.BEST_CHECKPOINT, "epoch-1", "checkpoint-1")
 
 
 def check_endpoints(r: Reporter, spec: Spec) -> None:
@@ -40,12 +37,7 @@ def check_endpoints(r: Reporter, spec: Spec) -> None:
                 f"{base}.model",
                 f"{e.model!r} is neither a tuning job of this spec nor a gs:// URI{did_you_mean(e.model, job_names)}",
             )
-        if not _CHECKPOINT.fullmatch(e.checkpoint):
-            r.error(
-                "invalid-value",
-                f"{base}.checkpoint",
-                f"checkpoint {e.checkpoint!r} must be 'final' or 'checkpoint-N'",
-            )
+        _checkpoint(r, spec, i)
         if e.base_model is not None and catalog.model(e.base_model) is None:
             r.error(
                 "unsupported-model",
@@ -90,6 +82,57 @@ def endpoint_model(spec: Spec, index: int) -> catalog.Model | None:
         return catalog.model(ep.base_model)
     job = next((j for j in spec.tuning_jobs if j.name == ep.model), None)
     return catalog.model(job.base_model) if job else None
+
+
+def _checkpoint(r: Reporter, spec: Spec, index: int) -> None:
+    """``checkpoint:`` names a checkpoint the job will have, checked before any training."""
+    e = spec.endpoints[index]
+    field = f"endpoints[{index}].checkpoint"
+    sel = catalog.parse_checkpoint(e.checkpoint)
+    if sel is None:
+        shown = e.checkpoint[: catalog.MAX_SELECTION_CHARS]
+        r.error(
+            "invalid-checkpoint",
+            field,
+            f"checkpoint {shown!r} must be final, best, epoch-N (N >= 1) or checkpoint-STEP (STEP >= 1){did_you_mean(shown, _SELECTIONS)}",
+        )
+        return
+    job = next((j for j in spec.tuning_jobs if j.name == e.model), None)
+    if job is None:
+        if e.model.startswith(gcs.SCHEME) and sel.kind != "final":
+            r.error(
+                "invalid-checkpoint",
+                field,
+                f"checkpoint {e.checkpoint!r} only applies to an endpoint of a tuning job; gs:// weights are served as they are (remove checkpoint)",
+            )
+        return
+    if sel.kind == "epoch":
+        kept = catalog.checkpoint_epochs(job.epochs)
+        if sel.number not in kept:
+            which = (
+                f"trains {job.epochs} epoch(s): epoch-1 .. epoch-{job.epochs}"
+                if job.epochs <= catalog.MAX_CHECKPOINTS
+                else f"trains {job.epochs} epochs and keeps {catalog.MAX_CHECKPOINTS} checkpoints: {', '.join(f'epoch-{n}' for n in kept)}"
+            )
+            r.error(
+                "invalid-checkpoint",
+                field,
+                f"{e.checkpoint}: job {job.name!r} keeps no checkpoint of epoch {sel.number}; it {which}",
+            )
+    elif sel.kind == "best":
+        ds = next((d for d in spec.datasets if d.name == job.dataset), None)
+        if ds is not None and ds.validation is None:
+            r.error(
+                "best-needs-validation",
+                field,
+                f"checkpoint best is the lowest validation loss, but job {job.name!r} trains on dataset {ds.name!r}, which has no validation file (add datasets[].validation, or pick final or epoch-N)",
+            )
+    elif sel.kind == "step":
+        r.warning(
+            "checkpoint-step-unchecked",
+            field,
+            f"{e.checkpoint} names a training step of job {job.name!r}: steps depend on the batch size and are known only after training, so it is resolved then (and fails if absent); epoch-N picks an epoch's checkpoint and is checked now",
+        )
 
 
 def _fit(r: Reporter, spec: Spec, index: int, machine: catalog.Machine) -> None:

@@ -97,7 +97,12 @@ def register(sub: Any) -> None:
             p.add_argument(
                 "--delete-buckets",
                 action="store_true",
-                help="also delete the spec's buckets and their objects. Default: keep them",
+                help="also delete the buckets the spec creates and their objects (never create: false ones). Default: keep them",
+            )
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="with --delete-buckets: delete protect: true buckets too (refused without it)",
             )
             p.set_defaults(func=cmd_down)
     p = sub.add_parser(
@@ -157,7 +162,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     """``down SPEC --local``: undeploys, deletes endpoints and models, cancels running jobs."""
     if not args.local:
         return _cloud_hint("down")
-    return _run(lambda console: converge.down(args.spec, args.delete_buckets, console), args.spec)
+    if args.force and not args.delete_buckets:
+        print("error: --force only applies with --delete-buckets", file=sys.stderr)
+        return 2
+    return _run(
+        lambda console: converge.down(args.spec, args.delete_buckets, console, force=args.force),
+        args.spec,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,8 +3,11 @@
 Runs the real program (:func:`infra.emit.program.build`) under Pulumi's mocks, no credentials
 needed, and prints the registrations as text, the JSON contract, or a Markdown review comment
 (resource table, mermaid dependency graph, training tokens per job). With ``--diff-against``
-(an older spec, or a plan JSON saved earlier) only what is added, changed or removed is shown,
-with the training-token delta. Invalid specs fail with the same diagnostics as ``validate``.
+(an older spec, or a plan JSON saved earlier) every changed resource is classified as create,
+update (in place), replace (delete + create: for a tuning job, a new billed job) or delete, with
+the fields causing it and its effects (:mod:`infra.plan.changes`, from the providers' own input
+declarations), the jobs it bills and the training-token delta. Invalid specs fail with the same
+diagnostics as ``validate``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from rich.console import Console
 from infra.checks import validate
 from infra.emit.offline import run_offline
 from infra.plan import COMPONENTS
+from infra.plan.changes import DELETE, REPLACE, diff_plans
 
-#: Inputs left out of change detection: a BucketObject's ``source`` is the local path, which
-#: differs between checkouts; its content hash is already in the object ``name``.
-_UNCOMPARED = {"gcp:storage/bucketObject:BucketObject": ("source",)}
+__all__ = ["diff_plans", "plan_document", "register", "render_diff_markdown", "render_diff_text"]
+
+#: The marks of each action in the text and Markdown views.
+MARKS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 
 
 def register(sub: Any) -> None:
@@ -86,50 +91,6 @@ def plan_document(spec: str | Path) -> dict[str, Any] | None:
         return run_offline(spec, report).to_json()
 
 
-def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """What changes from ``old`` to ``new`` (two plan JSON documents).
-
-    Returns:
-        ``{"added": [resource], "changed": [{"name", "type", "fields": [...], "old", "new"}],
-        "removed": [resource], "jobs": [{"name", "old", "new", "delta"}],
-        "training_tokens": {"old", "new", "delta"}}``; token values are None when unknown.
-    """
-    before = {r["name"]: r for r in old.get("resources", [])}
-    after = {r["name"]: r for r in new.get("resources", [])}
-    changed = []
-    for name in sorted(set(before) & set(after)):
-        fields = _changed_fields(before[name], after[name])
-        if fields:
-            changed.append(
-                {
-                    "name": name,
-                    "type": after[name]["type"],
-                    "fields": fields,
-                    "old": before[name],
-                    "new": after[name],
-                }
-            )
-    old_jobs = {j["name"]: j.get("training_tokens") for j in old.get("jobs", [])}
-    new_jobs = {j["name"]: j.get("training_tokens") for j in new.get("jobs", [])}
-    jobs = []
-    for name in list(new_jobs) + [n for n in old_jobs if n not in new_jobs]:
-        o, n = old_jobs.get(name), new_jobs.get(name)
-        if o != n:
-            jobs.append({"name": name, "old": o, "new": n, "delta": _delta(o, n)})
-    old_total, new_total = _total(old_jobs.values()), _total(new_jobs.values())
-    return {
-        "added": [after[n] for n in sorted(set(after) - set(before))],
-        "changed": changed,
-        "removed": [before[n] for n in sorted(set(before) - set(after))],
-        "jobs": jobs,
-        "training_tokens": {
-            "old": old_total,
-            "new": new_total,
-            "delta": _delta(old_total, new_total),
-        },
-    }
-
-
 def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
     """Human-readable plan: resources by component, then jobs and endpoints."""
     resources = doc["resources"]
@@ -179,16 +140,24 @@ def render_markdown(spec: str | Path, doc: dict[str, Any]) -> str:
 
 
 def render_diff_text(spec: str | Path, diff: dict[str, Any]) -> str:
-    """The diff as ``+``/``~``/``-`` lines and the token delta."""
-    lines = [
-        f"{spec}: {len(diff['added'])} to add, {len(diff['changed'])} to change, {len(diff['removed'])} to remove"
-    ]
-    lines += [f"  + {r['name']}: {r['type']}" for r in diff["added"]]
-    lines += [f"  ~ {c['name']}: {c['type']} ({', '.join(c['fields'])})" for c in diff["changed"]]
-    lines += [f"  - {r['name']}: {r['type']}" for r in diff["removed"]]
+    """The diff as ``+`` create, ``~`` update, ``-/+`` replace, ``-`` delete lines (fields,
+    then each effect), the jobs it bills and the token delta."""
+    changes = diff["changes"]
+    lines = [f"{spec}: {_summary(changes)}"]
+    for c in changes:
+        fields = f" ({', '.join(c['fields'])})" if c["fields"] else ""
+        loud = "  <- REPLACED" if c["action"] == REPLACE else ""
+        lines.append(
+            f"  {MARKS[c['action']]:>3} {c['name']}: {c['type']} {c['action']}{fields}{loud}"
+        )
+        lines += [f"        {e}" for e in c["effects"]]
     for j in diff["jobs"]:
         lines.append(
             f"  job {j['name']}: training tokens {_num(j['old'])} -> {_num(j['new'])} ({_signed(j['delta'])})"
+        )
+    if diff["billed_jobs"]:
+        lines.append(
+            f"  billed: {len(diff['billed_jobs'])} job(s) to submit ({', '.join(diff['billed_jobs'])}), {_num(diff['billed_training_tokens'])} training tokens"
         )
     t = diff["training_tokens"]
     lines.append(f"  training tokens: {_num(t['old'])} -> {_num(t['new'])} ({_signed(t['delta'])})")
@@ -196,27 +165,28 @@ def render_diff_text(spec: str | Path, diff: dict[str, Any]) -> str:
 
 
 def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
-    """A review comment of the diff: added / changed / removed tables and the token delta."""
-    out = [
-        f"### tunestack plan: `{spec}`",
-        "",
-        f"**{len(diff['added'])}** to add, **{len(diff['changed'])}** to change, **{len(diff['removed'])}** to remove.",
-        "",
-    ]
-    if not (diff["added"] or diff["changed"] or diff["removed"]):
+    """A review comment of the diff: one table of changes (replacements in bold with a
+    warning sign), their effects, the billed jobs and the token delta."""
+    changes = diff["changes"]
+    out = [f"### tunestack plan: `{spec}`", "", f"{_summary(changes, bold=True)}.", ""]
+    if not changes:
         out += ["No resource changes.", ""]
-    if diff["added"] or diff["changed"] or diff["removed"]:
-        out += ["| | Resource | Type | What |", "|---|---|---|---|"]
-        out += [f"| + | `{r['name']}` | `{r['type']}` | added |" for r in diff["added"]]
-        out += [
-            f"| ~ | `{c['name']}` | `{c['type']}` | {_md_list(c['fields'])} |"
-            for c in diff["changed"]
-        ]
-        out += [
-            f"| - | `{r['name']}` | `{r['type']}` | removed{' (protected)' if r['protect'] else ''} |"
-            for r in diff["removed"]
-        ]
+    else:
+        out += ["| | Action | Resource | Type | Fields | Effects |", "|---|---|---|---|---|---|"]
+        for c in changes:
+            action = c["action"]
+            if action == REPLACE:
+                action = "⚠️ **replace**"
+            elif action == DELETE:
+                action = "**delete**"
+            out.append(
+                f"| {MARKS[c['action']]} | {action} | `{c['name']}` | `{c['type']}` | {_md_list(c['fields'])} | {'<br>'.join(_cell(e) for e in c['effects'])} |"
+            )
         out.append("")
+    if diff["billed_jobs"]:
+        out.append(
+            f"**Billed:** {len(diff['billed_jobs'])} tuning job(s) will be submitted ({_md_list(diff['billed_jobs'])}), {_num(diff['billed_training_tokens'])} training tokens.\n"
+        )
     t = diff["training_tokens"]
     out.append(f"Training tokens: {_num(t['old'])} → {_num(t['new'])} (**{_signed(t['delta'])}**)")
     if diff["jobs"]:
@@ -230,6 +200,19 @@ def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
             for j in diff["jobs"]
         ]
     return "\n".join(out) + "\n"
+
+
+def _summary(changes: list[dict[str, Any]], bold: bool = False) -> str:
+    counts = {a: sum(c["action"] == a for c in changes) for a in MARKS}
+    words = {
+        "create": "to create",
+        "update": "to update in place",
+        "replace": "to replace",
+        "delete": "to delete",
+    }
+    return ", ".join(
+        f"**{n}** {words[a]}" if bold else f"{n} {words[a]}" for a, n in counts.items()
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -255,16 +238,6 @@ def _load_old(path: str) -> dict[str, Any] | None:
     return plan_document(path)
 
 
-def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    fields = [k for k in ("type", "parent", "depends_on", "protect") if old.get(k) != new.get(k)]
-    skip = _UNCOMPARED.get(new["type"], ())
-    oi, ni = old.get("inputs", {}), new.get("inputs", {})
-    fields += [
-        f"inputs.{k}" for k in sorted(set(oi) | set(ni)) if k not in skip and oi.get(k) != ni.get(k)
-    ]
-    return fields
-
-
 def _md_jobs(doc: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if doc["jobs"]:
@@ -282,13 +255,14 @@ def _md_jobs(doc: dict[str, Any]) -> list[str]:
         )
     if doc["endpoints"]:
         out += [
-            "| Endpoint | Machine | Accelerators | Weights (GB) | Fits |",
-            "|---|---|---|---:|---|",
+            "| Endpoint | Serves | Machine | Accelerators | Weights (GB) | Fits | Canary |",
+            "|---|---|---|---|---:|---|---|",
         ]
         for e in doc["endpoints"]:
             fits = {True: "yes", False: "**no**", None: "unknown"}[e["fits"]]
+            canary = f"{e['canary_percent']}%" if e.get("canary_percent") else ""
             out.append(
-                f"| `{e['name']}` | {e['machine_type']} | {e['accelerator_count']} x {e['accelerator_type']} | {_num(e['weights_gb'])} | {fits} |"
+                f"| `{e['name']}` | {e.get('serves', '')} | {e['machine_type']} | {e['accelerator_count']} x {e['accelerator_type']} | {_num(e['weights_gb'])} | {fits} | {canary} |"
             )
         out.append("")
     return out
@@ -305,7 +279,15 @@ def _job_line(j: dict[str, Any]) -> str:
 
 def _endpoint_line(e: dict[str, Any]) -> str:
     fits = {True: "fits", False: "DOES NOT FIT", None: "fit unknown"}[e["fits"]]
-    return f"{e['machine_type']}, {e['accelerator_count']} x {e['accelerator_type']}, weights {_num(e['weights_gb'])} GB ({fits})"
+    line = f"{e['machine_type']}, {e['accelerator_count']} x {e['accelerator_type']}, weights {_num(e['weights_gb'])} GB ({fits})"
+    if e.get("canary_percent"):
+        line += f", canary {e['canary_percent']}% for a new model"
+    return line + (f"\n    serves {e['serves']}" if e.get("serves") else "")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _node(name: str) -> str:
@@ -324,11 +306,6 @@ def _num(value: Any) -> str:
 
 def _signed(value: int) -> str:
     return f"{value:+,}"
-
-
-def _delta(old: int | None, new: int | None) -> int:
-    # A job that is absent (added or removed) trains on nothing on that side.
-    return (new or 0) - (old or 0)
 
 
 def _total(values: Any) -> int | None:

@@ -80,13 +80,17 @@ def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResu
                 f"gs://{bucket.name} does not exist yet; it is created when the spec is applied (create: true)",
             )
         else:
-            yield CheckResult(
-                name,
-                FAIL,
-                f"gs://{bucket.name} does not exist in the emulator (create: false adopts an existing bucket)",
-                f"create it (`gcloud storage buckets create gs://{bucket.name}` with "
-                f"CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE={stack.storage_url}/storage/v1/) or set create: true",
-            )
+            yield CheckResult(name, FAIL, *missing_adopted_bucket(bucket.name, stack.storage_url))
+
+
+def missing_adopted_bucket(bucket: str, storage_url: str) -> tuple[str, str]:
+    """What is wrong and the fix when a ``create: false`` bucket is not in the emulator
+    (doctor and ``up --local`` say the same)."""
+    return (
+        f"gs://{bucket} does not exist in the emulator (create: false adopts an existing bucket)",
+        f"create it (`gcloud storage buckets create gs://{bucket}` with "
+        f"CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE={storage_url.rstrip('/')}/storage/v1/) or set create: true",
+    )
 
 
 def _discover(home: Path | None) -> tuple[CheckResult, LocalStack | None]:

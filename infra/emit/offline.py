@@ -100,6 +100,13 @@ class Offline:
                     "accelerator_count": e.accelerator_count,
                     "weights_gb": e.weights_gb,
                     "fits": e.fits,
+                    "job": e.job,
+                    "checkpoint": e.checkpoint,
+                    "uri": e.serves_uri,
+                    "serves": e.serves,
+                    "min_replicas": e.min_replicas,
+                    "max_replicas": e.max_replicas,
+                    "canary_percent": e.canary_percent,
                 }
                 for e in self.plan.endpoints
             ],

@@ -5,7 +5,8 @@ calls, against the local API found in ``$TUNESTACK_HOME/local/api.json``; bucket
 uploads go to the GCS emulator with google-cloud-storage. Every step is idempotent, so a
 re-run changes nothing and an interrupted run (Ctrl-C, kill -9) converges when re-run:
 
-- buckets: created when missing;
+- buckets: created when missing; ``create: false`` ones must exist (checked first, as the
+  cloud would: nothing is created or uploaded otherwise);
 - datasets: content-addressed object names from the plan (``.../<sha256[:16]>/train.jsonl``),
   uploaded only when the object is missing;
 - tuning jobs: one at a time in plan order; each carries the deterministic ``tunestack-key``
@@ -33,6 +34,7 @@ from rich.console import Console
 from rich.status import Status
 
 from infra import catalog, checks, gcs
+from infra.doctor.local import missing_adopted_bucket
 from infra.local import daemon, home
 from infra.plan import EndpointPlan, JobPlan, Plan, build_plan
 from infra.vertex import deployments, keys
@@ -97,6 +99,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
         buckets_api = gcs.client(plan.project.project_id, api.storage_url)
+        _adopted_buckets_exist(buckets_api, plan, api.storage_url, status)
         _buckets(buckets_api, plan, changes, console, status)
         _uploads(buckets_api, plan, changes, console, status)
         record.meta(project=plan.project.project_id, region=plan.project.region)
@@ -118,14 +121,17 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
     return changes
 
 
-def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
+def down(spec_path: Path, delete_buckets: bool, console: Console, force: bool = False) -> Changes:
     """Undeploys and deletes the spec's endpoints and models, cancels its running jobs.
 
-    Buckets (and their data) are kept unless ``delete_buckets``. The background server is
-    stopped when nothing is left running on it.
+    Buckets (and their data) are kept unless ``delete_buckets``; even then ``create: false``
+    buckets are never deleted (tunestack does not own them), and ``protect: true`` ones only
+    with ``force`` (otherwise nothing at all is removed). The background server is stopped when
+    nothing is left running on it.
 
     Raises:
-        UpError: the local API cannot be reached.
+        UpError: the local API cannot be reached, or a protected bucket would be deleted
+            without ``force`` (before anything is removed).
     """
     changes = Changes()
     found = daemon.running()
@@ -139,6 +145,8 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
     project = plan.project.project_id if plan else record.data.get("project", "local-project")
     region = plan.project.region if plan else record.data.get("region", "us-central1")
     target = Target.local(project, region)
+    if delete_buckets and plan is not None:
+        _may_delete_buckets(plan, force)
     with console.status("removing", spinner="dots") as status:
         endpoints = dict(record.data.get("endpoints", {}))
         if plan is not None:
@@ -187,16 +195,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            buckets_api = gcs.client(project, api.storage_url)
-            for bucket in plan.buckets:
-                b = buckets_api.bucket(bucket.bucket)
-                if not b.exists():
-                    continue
-                for blob in buckets_api.list_blobs(bucket.bucket):
-                    blob.delete()
-                b.delete()
-                changes.deleted.append(f"bucket {bucket.bucket}")
-                console.print(f"[red]-[/] bucket {bucket.bucket} deleted")
+            _delete_buckets(gcs.client(project, api.storage_url), plan, changes, console)
     record.clear()
     if _server_idle(target):
         pid = daemon.stop()
@@ -256,6 +255,45 @@ def _buckets(
             continue
         changes.created.append(f"bucket {name}")
         console.print(f"[green]+[/] bucket gs://{name}")
+
+
+def _adopted_buckets_exist(buckets_api: Any, plan: Plan, storage_url: str, status: Status) -> None:
+    """``create: false`` buckets must exist, as in the cloud: checked before anything is
+    created or uploaded (the message is doctor --local's)."""
+    for bucket in (b for b in plan.buckets if not b.create):
+        status.update(f"bucket {bucket.bucket}")
+        if not buckets_api.bucket(bucket.bucket).exists():
+            problem, fix = missing_adopted_bucket(bucket.bucket, storage_url)
+            raise UpError(f"{problem}: {fix}; nothing was uploaded or submitted")
+
+
+def _may_delete_buckets(plan: Plan, force: bool) -> None:
+    """``--delete-buckets`` refuses protected buckets without ``--force``, before any removal."""
+    protected = [b.bucket for b in plan.buckets if b.create and b.protect]
+    if protected and not force:
+        names = ", ".join(f"gs://{n}" for n in protected)
+        raise UpError(
+            f"{names}: protect: true, so --delete-buckets will not delete it (add --force to "
+            f"delete protected buckets and their objects); nothing was removed"
+        )
+
+
+def _delete_buckets(buckets_api: Any, plan: Plan, changes: Changes, console: Console) -> None:
+    """Deletes the buckets the spec manages (``create: true``) with their objects; buckets it
+    only adopts (``create: false``) are never deleted."""
+    for bucket in plan.buckets:
+        if not bucket.create:
+            console.print(f"  bucket gs://{bucket.bucket} kept: create: false (not tunestack's)")
+            continue
+        b = buckets_api.bucket(bucket.bucket)
+        if not b.exists():
+            continue
+        for blob in buckets_api.list_blobs(bucket.bucket):
+            blob.delete()
+        b.delete()
+        changes.deleted.append(f"bucket {bucket.bucket}")
+        protected = " (protected; --force)" if bucket.protect else ""
+        console.print(f"[red]-[/] bucket {bucket.bucket} deleted{protected}")
 
 
 def _uploads(

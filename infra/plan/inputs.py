@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 _REPLACE = "replace"
 _REQUIRED = "required"
+_REDEPLOY = "redeploy"
 
 
 def replaces(default: Any = MISSING, *, factory: Any = MISSING, required: bool = False) -> Any:
@@ -31,6 +32,29 @@ def replaces(default: Any = MISSING, *, factory: Any = MISSING, required: bool =
 def updates(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
     """A field whose change is recorded in place (required when it has no default)."""
     return field(default=default, default_factory=factory, metadata={_REPLACE: False})
+
+
+def redeploys(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
+    """A field whose change updates the resource in place by redeploying its model blue/green
+    (a new deployed model on the same endpoint takes the traffic, then the old one goes): an
+    update to Pulumi, never a replacement of the endpoint."""
+    return field(
+        default=default, default_factory=factory, metadata={_REPLACE: False, _REDEPLOY: True}
+    )
+
+
+def redeploying(args: type) -> frozenset[str]:
+    """The inputs of an ``Args`` type whose change redeploys the model (see :func:`redeploys`)."""
+    return frozenset(f.name for f in fields(args) if f.metadata.get(_REDEPLOY, False))
+
+
+def change_of(args: type, changed: list[str] | tuple[str, ...]) -> str:
+    """What changing ``changed`` inputs does to a resource of ``args``: ``replace`` when any of
+    them replaces, else ``update`` (``none`` when nothing changed). The plan's diff and the
+    providers' ``diff`` both come down to this declaration."""
+    if not changed:
+        return "none"
+    return "replace" if set(changed) & replacing(args) else "update"
 
 
 def input_names(args: type) -> tuple[str, ...]:
@@ -188,6 +212,9 @@ class TrainerImageArgs:
 class ModelDeploymentArgs:
     """Inputs of :class:`ModelDeployment` .
 
+    The endpoint is never replaced for a new model: weights, machine and accelerators
+    :func:`redeploys` blue/green on the same endpoint; replicas and the canary update in place.
+
     Attributes:
         project: Project id.
         location: Region.
@@ -197,21 +224,24 @@ class ModelDeploymentArgs:
         model_display_name: Model display name (a key tag is appended).
         accelerator_type: Default: the machine's (NVIDIA_L4).
         accelerator_count: Default: the machine's.
-        min_replicas: Default 1.
-        max_replicas: Default 1.
+        min_replicas: Default 1 (autoscaling: changed in place, no redeploy).
+        max_replicas: Default 1 (changed in place, no redeploy).
+        canary_percent: While set, a new model gets this share of the traffic and the previous
+            one stays deployed with the rest. Default none.
         deadline_seconds: Longest wait for the deployment. Default 7200 (the SDK's 2 h).
         api_endpoint: ``http://127.0.0.1:PORT`` for the local API; None for Vertex AI.
     """
 
     project: Input[str] = replaces()
     location: Input[str] = replaces()
-    gcs_uri: Input[str] = replaces()
-    machine_type: Input[str] = replaces()
+    gcs_uri: Input[str] = redeploys()
+    machine_type: Input[str] = redeploys()
     endpoint_display_name: Input[str] = replaces()
-    model_display_name: Input[str] = replaces()
-    accelerator_type: Input[str] | None = replaces(None)
-    accelerator_count: Input[int] | None = replaces(None)
-    min_replicas: Input[int] = replaces(1)
-    max_replicas: Input[int] = replaces(1)
+    model_display_name: Input[str] = redeploys()
+    accelerator_type: Input[str] | None = redeploys(None)
+    accelerator_count: Input[int] | None = redeploys(None)
+    min_replicas: Input[int] = updates(1)
+    max_replicas: Input[int] = updates(1)
+    canary_percent: Input[int] | None = updates(None)
     deadline_seconds: Input[float] = updates(7200)
     api_endpoint: str | None = replaces(None)

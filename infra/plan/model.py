@@ -293,9 +293,10 @@ class EndpointPlan:
         name: Logical name of the ModelDeployment resource.
         endpoint: Endpoint display name.
         job: Spec job whose checkpoint is deployed, or None for gs:// weights.
-        checkpoint: ``final`` or ``checkpoint-N``.
-        model_uri: gs:// URI of the weights when known at plan time (gs:// models, or the
-            job's checkpoint path).
+        checkpoint: The selection as written: ``final``, ``best``, ``epoch-N`` or
+            ``checkpoint-<step>``.
+        model_uri: gs:// URI of the weights (gs:// models, or the job's checkpoint path; for
+            ``epoch-N`` and ``best`` the step is chosen after training, see :attr:`serves`).
         machine_type: G2 machine type.
         accelerator_type: Accelerator type.
         accelerator_count: Accelerators per replica.
@@ -305,6 +306,11 @@ class EndpointPlan:
         weights_gb: bf16 weight size, or None when unknown.
         fits: Whether the weights fit the accelerators' memory, or None when unknown.
         depends_on: The job completion or the grants on the weights' bucket.
+        canary_percent: Traffic share of a new model while the previous one stays deployed,
+            or None (a new model takes 100%).
+        serves: What the endpoint serves and how that is resolved, in words.
+        serves_uri: The weights' URI when the plan knows it (gs:// weights, ``final``,
+            ``checkpoint-<step>``); None when only training decides (``epoch-N``, ``best``).
     """
 
     name: str
@@ -321,6 +327,9 @@ class EndpointPlan:
     weights_gb: float | None
     fits: bool | None
     depends_on: tuple[str, ...]
+    canary_percent: int | None = None
+    serves: str = ""
+    serves_uri: str | None = None
 
     def provider_inputs(self, project: Any, location: str, gcs_uri: Any) -> dict[str, Any]:
         """The inputs of the endpoint's ModelDeployment (program and ``up --local`` alike)."""
@@ -335,6 +344,7 @@ class EndpointPlan:
             accelerator_count=self.accelerator_count,
             min_replicas=self.min_replicas,
             max_replicas=self.max_replicas,
+            canary_percent=self.canary_percent,
         )
         return _plan_inputs(args)
 

@@ -47,6 +47,7 @@ def plan_endpoints(
         fits = None
         if weights is not None and accelerator is not None:
             fits = weights <= accelerator.memory_gb * e.accelerator_count
+        serves, serves_uri = _serves(job.job if job else None, e.checkpoint, uri)
         plans.append(
             EndpointPlan(
                 name=f"endpoint-{e.name}",
@@ -63,6 +64,25 @@ def plan_endpoints(
                 weights_gb=weights,
                 fits=fits,
                 depends_on=deps,
+                canary_percent=e.canary_percent,
+                serves=serves,
+                serves_uri=serves_uri,
             )
         )
     return tuple(plans)
+
+
+def _serves(job: str | None, checkpoint: str, uri: str) -> tuple[str, str | None]:
+    """What an endpoint serves, in words, and its URI (None until training decides)."""
+    if job is None:
+        return f"weights {uri}", uri
+    sel = catalog.parse_checkpoint(checkpoint)
+    if sel is not None and sel.kind == "epoch":
+        how = f"the checkpoint of epoch {sel.number}, its step resolved from the job's checkpoints after training"
+        return f"job {job}, {checkpoint}: {how}", None
+    if sel is not None and sel.kind == "best":
+        how = "the checkpoint with the lowest validation loss, resolved after training"
+        return f"job {job}, {checkpoint}: {how}", None
+    if sel is not None and sel.kind == "step":
+        return f"job {job}, {checkpoint}: {uri} (that step must exist after training)", uri
+    return f"job {job}, {checkpoint}: {uri}", uri

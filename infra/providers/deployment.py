@@ -22,6 +22,9 @@ from infra.vertex.keys import deployment_key
 #: Default deadline of a deployment, as the SDK's (2 hours).
 DEFAULT_DEPLOY_DEADLINE = 7200.0
 
+#: Inputs left out of the deployment key.
+_UNKEYED = frozenset({"api_endpoint", "deadline_seconds", "canary_percent"})
+
 
 class ModelDeploymentProvider(TunestackProvider):
     """Deploys HF weights from ``gcs_uri`` to a new endpoint; records endpoint and model."""
@@ -70,8 +73,9 @@ class ModelDeploymentProvider(TunestackProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = inputs_of(props, self.INPUTS)
-        # The key: what the deployment serves, not where the API is (every replacing input).
-        key_inputs = {k: v for k, v in inputs.items() if k in self.REPLACES and k != "api_endpoint"}
+        # The key: what the deployment serves and on what; not where the API is, how long to
+        # wait or how traffic is split.
+        key_inputs = {k: v for k, v in inputs.items() if k not in _UNKEYED}
         deadline = float(inputs.get("deadline_seconds") or DEFAULT_DEPLOY_DEADLINE)
         endpoint, model, adopted = deployments.ensure_deployment(
             target_of(inputs), key_inputs, deadline, **poll_settings()

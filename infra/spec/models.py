@@ -210,8 +210,19 @@ class Endpoint(SpecModel):
         ),
     ]
     checkpoint: Annotated[
-        str, Field(description="final or checkpoint-N of the job's output. Default: final.")
+        str,
+        Field(
+            description="Which checkpoint of the job to serve: final (the end of training), epoch-N (the checkpoint of epoch N: every epoch up to 10 epochs, else the 10 that Vertex keeps), best (lowest validation loss; needs a validation dataset) or checkpoint-STEP (a training step, resolved after training). Checked at validate time; only final applies to gs:// weights. Default: final."
+        ),
     ] = "final"
+    canary_percent: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=99,
+            description="Canary rollout: when the endpoint's model changes, keep the previous model deployed and send it 100-N% of the traffic, the new one N%, until this key is removed (then the new model takes 100% and the old one is undeployed). 1..99. Default: none, the new model takes 100% once it serves.",
+        ),
+    ] = None
     machine_type: Annotated[str, Field(description="G2 machine type, e.g. g2-standard-12.")]
     accelerator_type: Annotated[
         str, Field(description="Accelerator type; G2 machines carry NVIDIA_L4. Default: NVIDIA_L4.")

@@ -130,7 +130,12 @@ CASES = [
         "iam:\n  - bucket: acme-ml-dev-images\n    member: allUsers\nendpoints:",
         "member: allUsers",
     ),
-    ("invalid-value", "model: job-a", "model: job-a\n    checkpoint: last", "checkpoint: last"),
+    (
+        "invalid-checkpoint",
+        "model: job-a",
+        "model: job-a\n    checkpoint: last",
+        "checkpoint: last",
+    ),
     ("invalid-value", "region: us-central1", "region: us-central1\n  folder_id: abc", "folder_id"),
     (
         "invalid-value",

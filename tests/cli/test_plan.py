@@ -53,6 +53,7 @@ def test_json_contract(capsys, spec: Path) -> None:
     ]
     assert jobs["support-gemma"]["after"] == ["support-llama"]
     assert jobs["support-llama"]["training_tokens"] == jobs["support-llama"]["tokens"] * 3
+    final = "gs://acme-ml-dev-tuning/runs/support-llama/postprocess/node-0/checkpoints/final"
     assert doc["endpoints"] == [
         {
             "name": "support",
@@ -61,6 +62,13 @@ def test_json_contract(capsys, spec: Path) -> None:
             "accelerator_count": 1,
             "weights_gb": 16.06,
             "fits": True,
+            "job": "support-llama",
+            "checkpoint": "final",
+            "uri": final,
+            "serves": f"job support-llama, final: {final}",
+            "min_replicas": 1,
+            "max_replicas": 1,
+            "canary_percent": None,
         }
     ]
     # Deterministic output.
@@ -95,13 +103,17 @@ def test_diff_against_old_spec_and_saved_plan(capsys, spec: Path, tmp_path: Path
     )
     assert code == 0
     diff = json.loads(out)
-    assert diff["added"] == []
-    assert [r["name"] for r in diff["removed"]] == ["endpoint-support"]
-    changed = {c["name"]: c["fields"] for c in diff["changed"]}
-    assert changed == {"job-support-llama": ["inputs.epochs"]}
+    actions = {c["name"]: (c["action"], c["fields"]) for c in diff["changes"]}
+    assert actions == {
+        "job-support-llama": ("replace", ["inputs.epochs"]),
+        "job-support-llama-done": ("replace", ["inputs.job_name"]),
+        "endpoint-support": ("delete", []),
+    }
     old_job = next(j for j in json.loads(saved)["jobs"] if j["name"] == "support-llama")
     delta = old_job["tokens"]  # one more epoch
-    assert diff["training_tokens"]["delta"] == delta
+    assert diff["training_tokens_delta"] == delta == diff["training_tokens"]["delta"]
+    assert diff["billed_jobs"] == ["job-support-llama"]
+    assert diff["billed_training_tokens"] == old_job["tokens"] * 4
     assert diff["jobs"] == [
         {
             "name": "support-llama",
@@ -121,8 +133,10 @@ def test_diff_against_old_spec_and_saved_plan(capsys, spec: Path, tmp_path: Path
         "markdown",
     )
     assert code == 0
-    assert "**0** to add, **1** to change, **1** to remove." in md
-    assert "| ~ | `job-support-llama` |" in md and "`inputs.epochs`" in md
+    assert "**0** to create, **0** to update in place, **2** to replace, **1** to delete." in md
+    assert "| -/+ | ⚠️ **replace** | `job-support-llama` |" in md and "`inputs.epochs`" in md
+    assert "| - | **delete** | `endpoint-support` |" in md
+    assert "NEW BILLED job" in md and "**Billed:** 1 tuning job(s)" in md
     assert f"(**+{delta:,}**)" in md
     # Unchanged resources are not listed.
     assert "bucket-acme-ml-dev-tuning" not in md
@@ -158,5 +172,5 @@ def test_diff_against_itself_is_empty(capsys, spec: Path) -> None:
         capsys, "plan", str(spec), "--diff-against", str(spec), "--format", "markdown"
     )
     assert code == 0
-    assert "**0** to add, **0** to change, **0** to remove." in md
-    assert "No resource changes." in md and "(**+0**)" in md
+    assert "**0** to create, **0** to update in place, **0** to replace, **0** to delete." in md
+    assert "No resource changes." in md and "(**+0**)" in md and "Billed" not in md

@@ -131,3 +131,40 @@ def test_unread_gs_dataset_has_unknown_counts(tmp_path: Path, monkeypatch) -> No
     assert (job.examples, job.tokens, job.training_tokens) == (None, None, None)
     assert plan.training_tokens is None
     assert job.train_uri == "gs://acme-plan-remote/train.jsonl" and plan.uploads == ()
+
+
+def test_what_each_endpoint_serves(tmp_path: Path) -> None:
+    spec = base(jobs=1)
+    ckpts = "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints"
+    weights = "gs://acme-plan-data/weights/w"
+    spec["endpoints"] = [
+        {"name": f"e-{sel}", "model": "job0", "checkpoint": sel, "machine_type": "g2-standard-8"}
+        for sel in ("final", "epoch-2", "checkpoint-7")
+    ] + [
+        {
+            "name": "gs",
+            "model": weights,
+            "base_model": "google/gemma3@gemma-3-1b-it",
+            "machine_type": "g2-standard-8",
+            "canary_percent": 25,
+        }
+    ]
+    plan = plan_of(spec_file(tmp_path, spec))
+    got = {e.endpoint: (e.serves_uri, e.serves, e.canary_percent) for e in plan.endpoints}
+    assert got == {
+        "e-final": (f"{ckpts}/final", f"job job0, final: {ckpts}/final", None),
+        "e-epoch-2": (
+            None,
+            "job job0, epoch-2: the checkpoint of epoch 2, its step resolved from the job's "
+            "checkpoints after training",
+            None,
+        ),
+        "e-checkpoint-7": (
+            f"{ckpts}/checkpoint-7",
+            f"job job0, checkpoint-7: {ckpts}/checkpoint-7 (that step must exist after training)",
+            None,
+        ),
+        "gs": (weights, f"weights {weights}", 25),
+    }
+    gs = plan.endpoints[-1].provider_inputs("p", "us-central1", weights)
+    assert gs["canary_percent"] == 25 and gs["gcs_uri"] == weights

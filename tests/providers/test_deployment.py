@@ -98,19 +98,24 @@ def test_delete_also_removes_orphans_carrying_the_key(vertex, make_host):
     assert fake.endpoints == {} and list(fake.models) == [other.name]
 
 
-def test_diff_replaces_on_weights_and_machine_but_not_deadline(vertex, make_host):
+def test_diff_never_replaces_the_endpoint_for_weights_machine_or_replicas(vertex, make_host):
     _, url = vertex
     host = make_host(ModelDeploymentProvider())
     id_, outs = host.create(deploy_inputs(url))
     assert host.diff(id_, outs, deploy_inputs(url)).changes == provider_pb2.DiffResponse.DIFF_NONE
     d = host.diff(id_, outs, deploy_inputs(url, deadline_seconds=99))
     assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == []
+    # New weights or machine redeploy blue/green on the same endpoint; replicas scale in
+    # place: an update each (infra/plan/inputs.py), never a replacement.
     for field, value in [
         ("gcs_uri", "gs://x/final"),
         ("machine_type", "g2-standard-24"),
         ("max_replicas", 2),
     ]:
-        assert list(host.diff(id_, outs, deploy_inputs(url, **{field: value})).replaces) == [field]
+        d = host.diff(id_, outs, deploy_inputs(url, **{field: value}))
+        assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == [], field
+    d = host.diff(id_, outs, deploy_inputs(url, endpoint_display_name="other"))
+    assert list(d.replaces) == ["endpoint_display_name"]
     new = host.update(id_, outs, deploy_inputs(url, deadline_seconds=99))
     assert (
         new["endpoint"] == id_ and new["model"] == outs["model"] and new["deadline_seconds"] == 99

@@ -285,11 +285,12 @@ def test_pr_steps_post_a_plan_diff_of_the_changed_spec(tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     markdown = (repo / "plan.md").read_text()
     assert "`specs/team.yaml`" in markdown
-    # Only the changed job, changed in place, with the changed field named.
-    rows = [
-        line
-        for line in markdown.splitlines()
-        if line.startswith("| ~ ") or line.startswith("| + ") or line.startswith("| - ")
-    ]
-    assert len(rows) == 1 and "job-support" in rows[0] and "epochs" in rows[0], markdown
+    # Only the changed job (a new billed job: replaced, with the changed field named) and its
+    # completion, which waits for the new job.
+    rows = [line for line in markdown.splitlines() if line.startswith(("| ~ ", "| + ", "| - "))]
+    rows += [line for line in markdown.splitlines() if line.startswith("| -/+ ")]
+    assert len(rows) == 2, markdown
+    assert "`job-support`" in rows[0] and "epochs" in rows[0] and "**replace**" in rows[0]
+    assert "`job-support-done`" in rows[1]
+    assert "NEW BILLED job" in markdown
     assert (runner / "summary").read_text() == markdown
