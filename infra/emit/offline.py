@@ -89,6 +89,8 @@ class Offline:
                     "training_tokens": j.training_tokens,
                     "checkpoints": j.checkpoints,
                     "after": list(j.after),
+                    "run_uri": j.run_uri,
+                    "final_checkpoint_uri": j.final_uri,
                 }
                 for j in self.plan.jobs
             ],
@@ -100,6 +102,8 @@ class Offline:
                     "accelerator_count": e.accelerator_count,
                     "weights_gb": e.weights_gb,
                     "fits": e.fits,
+                    "checkpoint": e.checkpoint if e.job else None,
+                    "model_uri": e.model_uri,
                 }
                 for e in self.plan.endpoints
             ],

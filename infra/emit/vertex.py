@@ -31,6 +31,8 @@ class Completion:
         completion: The resource that finishes when the job has (what endpoints and the
             quota chain wait for).
         resources: (logical name, resource) pairs registered for the job.
+        output_uri: The job version's run URI (``{output_uri}/{run key}``).
+        checkpoint_uris: The per-epoch checkpoint URIs (output of the completion).
     """
 
     job: str
@@ -39,6 +41,7 @@ class Completion:
     completion: pulumi.Resource
     resources: list[tuple[str, pulumi.Resource]] = field(default_factory=list)
     output_uri: str = ""
+    checkpoint_uris: pulumi.Output[list[str]] | None = None
 
     def checkpoint(self, name: str) -> pulumi.Output[str]:
         """URI of ``final`` or ``checkpoint-N``, known only after the job completed."""
@@ -124,7 +127,7 @@ def tuning_job(
             project=project_id,
             location=region,
             job_name=resource.job_name,
-            output_uri=job.output_uri,
+            output_uri=job.run_uri,
         ),
         child,
     )
@@ -135,7 +138,8 @@ def tuning_job(
         final_uri=completion.final_checkpoint_uri,
         completion=completion,
         resources=registered,
-        output_uri=job.output_uri,
+        output_uri=job.run_uri,
+        checkpoint_uris=completion.checkpoint_uris,
     )
 
 

@@ -89,7 +89,7 @@ class TuningJobArgs:
         base_model: Catalog model id.
         tuning_mode: ``FULL`` or ``PEFT_ADAPTER``.
         train_dataset_uri: gs:// JSONL.
-        output_uri: gs:// prefix for checkpoints.
+        output_uri: gs:// prefix; each job version writes under ``{output_uri}/{run key}``.
         epochs: Epochs. Default 1.
         custom_base_model: gs:// custom weights. Default none.
         learning_rate: Absolute learning rate. Default none.
@@ -144,7 +144,8 @@ class TuningJobCompletionArgs:
         project: Project id.
         location: Region.
         job_name: The job resource name (``TuningJob.job_name`` or ``CustomTrainingJob.job_name``).
-        output_uri: The job's output URI (checkpoints are listed under it).
+        output_uri: The job version's run URI (``{output_uri}/{run key}``: checkpoints are
+            listed under it).
         deadline_seconds: Longest wait. Default 172800 (48 h); a re-run keeps waiting.
         api_endpoint: As for the job.
     """

@@ -229,6 +229,9 @@ class JobPlan:
         tokens_exact: Whether ``tokens`` was counted with the model's tokenizer.
         training_tokens: tokens x epochs (the billed amount), or None.
         checkpoints: Checkpoints Vertex keeps.
+        run_uri: ``{output_uri}/{run key}``: where this job version writes (its own prefix;
+            :func:`infra.vertex.keys.run_output_uri` of its provider inputs, as the providers
+            compute it). Checkpoints are under ``{run_uri}/postprocess/node-0/checkpoints``.
     """
 
     name: str
@@ -256,10 +259,12 @@ class JobPlan:
     tokens_exact: bool
     training_tokens: int | None
     checkpoints: int
+    run_uri: str = ""
 
     @property
     def final_uri(self) -> str:
-        return checkpoint_uri(self.output_uri, FINAL_CHECKPOINT)
+        """The final checkpoint of this job version."""
+        return checkpoint_uri(self.run_uri or self.output_uri, FINAL_CHECKPOINT)
 
     def provider_inputs(self, project: Any, location: str) -> dict[str, Any]:
         """The inputs of the job's dynamic resource (TuningJob, or CustomTrainingJob less its

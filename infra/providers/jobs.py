@@ -28,9 +28,9 @@ from infra.providers.base import TunestackProvider, inputs_of, known, poll_setti
 from infra.vertex import checkpoints
 from infra.vertex import jobs as vertex_jobs
 from infra.vertex.errors import VertexError
-from infra.vertex.keys import job_key
+from infra.vertex.keys import job_key, run_output_uri
 
-JOB_OUTPUTS = ("job_name", "key", "adopted", "state")
+JOB_OUTPUTS = ("job_name", "key", "adopted", "state", "run_uri")
 
 
 def cancel_deadline() -> float:
@@ -60,6 +60,8 @@ class TuningJobProvider(TunestackProvider):
             "key": job_key(self.key_inputs(inputs)),
             "adopted": adopted,
             "state": vertex_jobs.state_name(job),
+            # Where this job version writes: its own prefix under output_uri.
+            "run_uri": run_output_uri(inputs),
         }
         return CreateResult(name, outs)
 

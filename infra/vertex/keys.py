@@ -27,6 +27,10 @@ DISPLAY_KEY_LENGTH = 16
 
 #: Input fields that do not change what a job computes, so they stay out of its key.
 NON_KEY_FIELDS = frozenset({"labels", "api_endpoint", "deadline_seconds"})
+#: A custom job's container inputs: how it runs, not what it trains (out of its run key).
+CONTAINER_FIELDS = frozenset({"image_uri", "replicas", "machine_type"})
+#: How much of the run key names a job's output prefix (64 bits: no practical collisions).
+RUN_KEY_LENGTH = 16
 
 
 def job_key(inputs: Mapping[str, Any]) -> str:
@@ -51,6 +55,25 @@ def job_key(inputs: Mapping[str, Any]) -> str:
 def deployment_key(inputs: Mapping[str, Any]) -> str:
     """Key of a deployment: its weights, machine and names (not deadlines or endpoints)."""
     return job_key(inputs)
+
+
+def run_key(inputs: Mapping[str, Any]) -> str:
+    """The key of what a job trains (its training inputs, not its container): 16 hex.
+
+    For a managed tuning job this is a prefix of its :func:`job_key`; a custom job whose image
+    or machine changed is a new job on the same run key, so its trainer finds its own run.
+    """
+    training = {k: v for k, v in inputs.items() if k not in CONTAINER_FIELDS}
+    return job_key(training)[:RUN_KEY_LENGTH]
+
+
+def run_output_uri(inputs: Mapping[str, Any]) -> str:
+    """``{output_uri}/{run key}``: where this job version writes (Vertex's layout below it).
+
+    Each job version owns its prefix, so a changed job never reads, resumes from, overwrites
+    or serves another version's artifacts, and the previous version's stay for a rollback.
+    """
+    return f"{str(inputs['output_uri']).rstrip('/')}/{run_key(inputs)}"
 
 
 def key_labels(key: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -50,7 +50,14 @@ def test_json_contract(capsys, spec: Path) -> None:
         "training_tokens",
         "checkpoints",
         "after",
+        "run_uri",
+        "final_checkpoint_uri",
     ]
+    # The exact URIs: this job version's own prefix and its final checkpoint.
+    llama = jobs["support-llama"]
+    assert (
+        llama["final_checkpoint_uri"] == f"{llama['run_uri']}/postprocess/node-0/checkpoints/final"
+    )
     assert jobs["support-gemma"]["after"] == ["support-llama"]
     assert jobs["support-llama"]["training_tokens"] == jobs["support-llama"]["tokens"] * 3
     assert doc["endpoints"] == [
@@ -61,6 +68,8 @@ def test_json_contract(capsys, spec: Path) -> None:
             "accelerator_count": 1,
             "weights_gb": 16.06,
             "fits": True,
+            "checkpoint": "final",
+            "model_uri": llama["final_checkpoint_uri"],
         }
     ]
     # Deterministic output.
@@ -98,7 +107,11 @@ def test_diff_against_old_spec_and_saved_plan(capsys, spec: Path, tmp_path: Path
     assert diff["added"] == []
     assert [r["name"] for r in diff["removed"]] == ["endpoint-support"]
     changed = {c["name"]: c["fields"] for c in diff["changed"]}
-    assert changed == {"job-support-llama": ["inputs.epochs"]}
+    # The completion follows the job version's own output prefix.
+    assert changed == {
+        "job-support-llama": ["inputs.epochs"],
+        "job-support-llama-done": ["inputs.output_uri"],
+    }
     old_job = next(j for j in json.loads(saved)["jobs"] if j["name"] == "support-llama")
     delta = old_job["tokens"]  # one more epoch
     assert diff["training_tokens"]["delta"] == delta
@@ -121,7 +134,7 @@ def test_diff_against_old_spec_and_saved_plan(capsys, spec: Path, tmp_path: Path
         "markdown",
     )
     assert code == 0
-    assert "**0** to add, **1** to change, **1** to remove." in md
+    assert "**0** to add, **2** to change, **1** to remove." in md
     assert "| ~ | `job-support-llama` |" in md and "`inputs.epochs`" in md
     assert f"(**+{delta:,}**)" in md
     # Unchanged resources are not listed.

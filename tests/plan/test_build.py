@@ -10,6 +10,7 @@ import yaml
 
 from infra.checks import validate
 from infra.plan import build_plan
+from infra.vertex.keys import run_output_uri
 
 ROW = {
     "messages": [
@@ -109,7 +110,16 @@ def test_endpoint_fit(tmp_path: Path) -> None:
     e = plan.endpoints[0]
     assert e.weights_gb == 2.0 and e.fits is True
     assert e.depends_on == ("job-job0-done",)
-    assert e.model_uri == "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints/final"
+    # Each job version owns its prefix: {output_uri}/{run key of its inputs}.
+    job = plan.jobs[0]
+    assert job.run_uri == run_output_uri(
+        job.provider_inputs(plan.project.project_id, "us-central1")
+    )
+    assert (
+        job.run_uri.startswith("gs://acme-plan-data/runs/job0/")
+        and len(job.run_uri) == len("gs://acme-plan-data/runs/job0/") + 16
+    )
+    assert e.model_uri == f"{job.run_uri}/postprocess/node-0/checkpoints/final"
 
 
 def test_created_project_is_first(tmp_path: Path) -> None:
