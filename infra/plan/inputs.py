@@ -28,9 +28,13 @@ def replaces(default: Any = MISSING, *, factory: Any = MISSING, required: bool =
     )
 
 
-def updates(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
-    """A field whose change is recorded in place (required when it has no default)."""
-    return field(default=default, default_factory=factory, metadata={_REPLACE: False})
+def updates(default: Any = MISSING, *, factory: Any = MISSING, required: bool = False) -> Any:
+    """A field whose change is applied in place (required when it has no default)."""
+    if required and default is MISSING and factory is MISSING:
+        default = ""  # a default only to keep dataclass field order; required() still lists it
+    return field(
+        default=default, default_factory=factory, metadata={_REPLACE: False, _REQUIRED: required}
+    )
 
 
 def input_names(args: type) -> tuple[str, ...]:
@@ -189,6 +193,11 @@ class TrainerImageArgs:
 class ModelDeploymentArgs:
     """Inputs of :class:`ModelDeployment` .
 
+    The endpoint is stable: only what names it (project, location, endpoint name, API) replaces
+    it. A change of the weights, machine, accelerators or model name is an update that swaps
+    the model behind the same endpoint (blue/green); replicas change the deployed model in
+    place; ``canary_percent`` sets the traffic split between the new and the previous model.
+
     Attributes:
         project: Project id.
         location: Region.
@@ -202,17 +211,20 @@ class ModelDeploymentArgs:
         max_replicas: Default 1.
         deadline_seconds: Longest wait for the deployment. Default 7200 (the SDK's 2 h).
         api_endpoint: ``http://127.0.0.1:PORT`` for the local API; None for Vertex AI.
+        canary_percent: Traffic percent (1-99) of a new model while the previous one keeps
+            the rest; None: a new model takes 100% and the previous one is removed.
     """
 
     project: Input[str] = replaces()
     location: Input[str] = replaces()
-    gcs_uri: Input[str] = replaces()
-    machine_type: Input[str] = replaces()
-    endpoint_display_name: Input[str] = replaces()
-    model_display_name: Input[str] = replaces()
-    accelerator_type: Input[str] | None = replaces(None)
-    accelerator_count: Input[int] | None = replaces(None)
-    min_replicas: Input[int] = replaces(1)
-    max_replicas: Input[int] = replaces(1)
+    gcs_uri: Input[str] = updates(required=True)
+    machine_type: Input[str] = updates(required=True)
+    endpoint_display_name: Input[str] = replaces("", required=True)
+    model_display_name: Input[str] = updates(required=True)
+    accelerator_type: Input[str] | None = updates(None)
+    accelerator_count: Input[int] | None = updates(None)
+    min_replicas: Input[int] = updates(1)
+    max_replicas: Input[int] = updates(1)
     deadline_seconds: Input[float] = updates(7200)
     api_endpoint: str | None = replaces(None)
+    canary_percent: Input[int] | None = updates(None)

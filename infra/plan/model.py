@@ -310,6 +310,7 @@ class EndpointPlan:
         weights_gb: bf16 weight size, or None when unknown.
         fits: Whether the weights fit the accelerators' memory, or None when unknown.
         depends_on: The job completion or the grants on the weights' bucket.
+        canary_percent: Traffic percent of a new model beside the previous one, or None.
     """
 
     name: str
@@ -326,6 +327,7 @@ class EndpointPlan:
     weights_gb: float | None
     fits: bool | None
     depends_on: tuple[str, ...]
+    canary_percent: int | None = None
 
     def provider_inputs(self, project: Any, location: str, gcs_uri: Any) -> dict[str, Any]:
         """The inputs of the endpoint's ModelDeployment (program and ``up --local`` alike)."""
@@ -340,6 +342,7 @@ class EndpointPlan:
             accelerator_count=self.accelerator_count,
             min_replicas=self.min_replicas,
             max_replicas=self.max_replicas,
+            canary_percent=self.canary_percent,
         )
         return _plan_inputs(args)
 

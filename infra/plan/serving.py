@@ -63,6 +63,7 @@ def plan_endpoints(
                 weights_gb=weights,
                 fits=fits,
                 depends_on=deps,
+                canary_percent=e.canary_percent,
             )
         )
     return tuple(plans)

@@ -232,6 +232,14 @@ class Endpoint(SpecModel):
             description="Catalog id of the architecture, for gs:// weights (sizes the fit check). Default: the job's base model."
         ),
     ] = None
+    canary_percent: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=99,
+            description="When the model changes, send this percent of traffic to the new model and keep the previous one serving the rest, until removed. Default: none (the new model takes 100%).",
+        ),
+    ] = None
 
 
 class IamGrant(SpecModel):
