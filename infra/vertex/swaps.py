@@ -234,7 +234,7 @@ def _deploy(
     request = aip.DeployModelRequest(endpoint=ep.name, deployed_model=deployed, traffic_split=split)
     try:
         _wait(eps.deploy_model(request=request), deadline_s, every)
-    except (gexc.InvalidArgument, gexc.FailedPrecondition) as e:
+    except gexc.BadRequest as e:  # InvalidArgument, FailedPrecondition or a plain 400
         if "already deployed" not in str(e):
             raise
         # A deploy of this model is in flight (a re-run after a kill): wait for it.
