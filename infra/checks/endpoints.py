@@ -15,6 +15,7 @@ from infra.spec import Spec
 
 _CHECKPOINT = re.compile(
     f"{re.escape(catalog.FINAL_CHECKPOINT)}|{re.escape(catalog.CHECKPOINT_PREFIX)}[0-9]+"
+    "|epoch-[1-9][0-9]*|best"
 )
 
 
@@ -44,7 +45,7 @@ def check_endpoints(r: Reporter, spec: Spec) -> None:
             r.error(
                 "invalid-value",
                 f"{base}.checkpoint",
-                f"checkpoint {e.checkpoint!r} must be 'final' or 'checkpoint-N'",
+                f"checkpoint {e.checkpoint!r} must be 'final', 'epoch-N', 'best' or 'checkpoint-N'",
             )
         if e.base_model is not None and catalog.model(e.base_model) is None:
             r.error(

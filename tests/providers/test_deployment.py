@@ -121,11 +121,17 @@ def test_diff_replaces_only_the_endpoints_identity_and_updates_the_rest(vertex, 
         assert d.changes == provider_pb2.DiffResponse.DIFF_SOME, field
         assert list(d.replaces) == [], field
     # Only what names the endpoint replaces it, as infra/plan/inputs.py declares.
-    for field, value in [("endpoint_display_name", "chat2"), ("project", "p2"), ("location", "europe-west4")]:
+    for field, value in [
+        ("endpoint_display_name", "chat2"),
+        ("project", "p2"),
+        ("location", "europe-west4"),
+    ]:
         assert list(host.diff(id_, outs, deploy_inputs(url, **{field: value})).replaces) == [field]
-    assert set(ModelDeploymentProvider.REPLACES) == {
-        f.name for f in fields(ModelDeploymentArgs) if f.metadata.get("replace", True)
-    } == {"project", "location", "endpoint_display_name", "api_endpoint"}
+    assert (
+        set(ModelDeploymentProvider.REPLACES)
+        == {f.name for f in fields(ModelDeploymentArgs) if f.metadata.get("replace", True)}
+        == {"project", "location", "endpoint_display_name", "api_endpoint"}
+    )
     new = host.update(id_, outs, deploy_inputs(url, deadline_seconds=99))
     assert (
         new["endpoint"] == id_ and new["model"] == outs["model"] and new["deadline_seconds"] == 99

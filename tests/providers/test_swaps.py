@@ -69,9 +69,13 @@ def test_replicas_change_in_place(vertex, make_host):
     before = fake.endpoints[id_].deployed_models[0]
     new = host.update(id_, outs, deploy_inputs(url, min_replicas=2, max_replicas=3))
     (after,) = fake.endpoints[id_].deployed_models
-    assert (after.id, after.model) == (before.id, before.model) == (
-        new["deployed_model_id"],
-        new["model"],
+    assert (
+        (after.id, after.model)
+        == (before.id, before.model)
+        == (
+            new["deployed_model_id"],
+            new["model"],
+        )
     )
     res = after.dedicated_resources
     assert (res.min_replica_count, res.max_replica_count) == (2, 3)
