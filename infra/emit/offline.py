@@ -268,6 +268,7 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             "final_checkpoint_uri": checkpoint_uri(out, "final"),
             "checkpoint_uris": [],
             "tuned_model": f"{parent}/models/{name}",
+            "checkpoints": [],
         }
     if typ.endswith("tunestack:TrainerImage"):
         image = f"{location}-docker.pkg.dev/{project}/{inputs.get('repository')}/{inputs.get('image_name') or 'trainer'}"

@@ -93,6 +93,7 @@ class TuningJobCompletion(pulumi.dynamic.Resource, module="tunestack", name="Tun
     final_checkpoint_uri: Output[str]
     checkpoint_uris: Output[list[str]]
     tuned_model: Output[str]
+    checkpoints: Output[list[dict[str, Any]]]
 
     def __init__(
         self, name: str, args: TuningJobCompletionArgs, opts: ResourceOptions | None = None
