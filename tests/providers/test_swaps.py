@@ -178,3 +178,37 @@ def test_a_kill_at_each_request_of_a_swap_then_rerun_converges(
         assert list(fake.models) == [new["model"]], (n, list(fake.models))  # no orphan
         assert list(fake.endpoints) == [id_]
         assert min(seen) >= 1, (n, seen)
+
+
+def test_the_local_api_checks_traffic_and_shapes_as_vertex_does(vertex, make_host):
+    fake, url = vertex
+    _, outs = make_host(ModelDeploymentProvider()).create(deploy_inputs(url))
+    new = make_host(ModelDeploymentProvider()).update(
+        outs["endpoint"], outs, deploy_inputs(url, gcs_uri=NEW_WEIGHTS, canary_percent=20)
+    )
+    path = "/v1beta1/" + new["endpoint"]
+    old = next(k for k in new["traffic_split"] if k != new["deployed_model_id"])
+    # A deployed model with traffic cannot be undeployed without moving that traffic.
+    code, body = fake.request(
+        "POST", path + ":undeployModel", b'{"deployedModelId": "%s"}' % old.encode()
+    )
+    assert code == 400 and "80% of the traffic" in body
+    bad_split = b'{"trafficSplit": {"%s": 50}}' % new["deployed_model_id"].encode()
+    code, body = fake.request("PATCH", path + "?updateMask=trafficSplit", bad_split)
+    assert code == 400 and "add up to 100" in body
+    code, body = fake.request(
+        "PATCH", path + "?updateMask=trafficSplit", b'{"trafficSplit": {"nope": 100}}'
+    )
+    assert code == 400 and "not a deployed model" in body
+    code, body = fake.request(
+        "POST", path + ":mutateDeployedModel",
+        b'{"deployedModel": {"id": "%s"}, "updateMask": "displayName"}' % old.encode(),
+    )  # fmt: skip
+    assert code == 400 and "update_mask" in body
+    code, body = fake.request("POST", path + ":deployModel", b'{"deployedModel": {"modell": "x"}}')
+    assert code == 400 and "Invalid JSON payload" in body  # parsed by the real proto
+    code, body = fake.request(
+        "POST", "/v1beta1/projects/proj/locations/us-central1/models:upload",
+        b'{"model": {"displayName": "m", "artifactUri": "/tmp/w"}}',
+    )  # fmt: skip
+    assert code == 400 and "gs://" in body
