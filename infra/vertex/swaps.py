@@ -245,7 +245,8 @@ def _deploy(
         lambda _e: DeadlineExceeded(
             f"{model} is not deployed on {ep.name} after {deadline_s:.0f} s"
         ),
-        **every,
+        initial_delay=every["initial_delay"],
+        max_delay=every["max_delay"],
     )
     current = _deployed_with(found, tag)
     assert current is not None
@@ -304,7 +305,9 @@ def _resources(inputs: Mapping[str, Any]) -> aip.DedicatedResources:
 
 
 def _wait(future: operation.Operation, deadline_s: float, every: dict[str, float]) -> Any:
-    return wait_operation(future, deadline_s, **every)
+    return wait_operation(
+        future, deadline_s, initial_delay=every["initial_delay"], max_delay=every["max_delay"]
+    )
 
 
 def _strip(model: str) -> str:

@@ -97,7 +97,8 @@ def tick(ctx: Context) -> None:
     for op_id, _endpoint, _model, error in ctx.faults.tick_models():
         job = _held.pop((id(ctx), op_id), None)
         if job is not None:
-            finish(*job, load=False, error=error)
+            ctx_, op, endpoint_id, deployed, split = job
+            finish(ctx_, op, endpoint_id, deployed, split, load=False, error=error)
 
 
 def by_traffic(models: list[dict[str, Any]], traffic: dict[str, int]) -> list[dict[str, Any]]:
