@@ -72,7 +72,10 @@ def job_checkpoints(
     """
     final, per_epoch = checkpoint_uris(target, output_uri)
     by_step = {int(t.get("step") or 0): t for t in tuned if str(t.get("epoch") or "").isdigit()}
-    client = gcs.client(target.project, target.resolved_storage_endpoint())
+    try:
+        client = gcs.client(target.project, target.resolved_storage_endpoint())
+    except _ERRORS:
+        client = None  # no storage access: epochs and steps from the job alone
     out: list[dict[str, Any]] = []
     for i, uri in enumerate(per_epoch):
         step = catalog.checkpoint_step(uri.rsplit("/", 1)[-1]) or 0
@@ -123,6 +126,8 @@ def resolve_checkpoint(selection: str, checkpoints: list[dict[str, Any]]) -> str
 
 
 def _meta(client: Any, uri: str) -> dict[str, Any]:
+    if client is None:
+        return {}
     bucket, path = gcs.split(uri)
     try:
         blob = client.bucket(bucket).blob(f"{path}/{CHECKPOINT_META}")
