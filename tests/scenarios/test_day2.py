@@ -113,6 +113,18 @@ def _meta(local: Local, ckpt_uri: str) -> dict[str, Any]:
 def test_day2_scenario(tmp_path: Path) -> None:
     spec, data = _spec(tmp_path)
     local = Local(tmp_path / "home", spec)
+    try:
+        _scenario(local, data)
+    finally:
+        # Removes what the scenario deployed and stops the background server.
+        subprocess.run(
+            [sys.executable, "-c", ENTRY, "down", str(spec), "--local"],
+            env={**os.environ, "TUNESTACK_HOME": str(local.home)},
+            capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+
+
+def _scenario(local: Local, data: dict[str, Any]) -> None:
     table: list[tuple[str, str, float]] = []
 
     def step(name: str, edit: dict[str, Any], watch: Callable[[], None] | None = None) -> str:
