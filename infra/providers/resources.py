@@ -118,12 +118,17 @@ class TrainerImage(pulumi.dynamic.Resource, module="tunestack", name="TrainerIma
 
 
 class ModelDeployment(pulumi.dynamic.Resource, module="tunestack", name="ModelDeployment"):
-    """An endpoint serving custom weights, with its model; delete removes both."""
+    """A stable endpoint serving custom weights; model changes swap blue/green behind it;
+    delete removes the endpoint and its models."""
 
     endpoint: Output[str]
     model: Output[str]
     key: Output[str]
     adopted: Output[bool]
+    model_key: Output[str]
+    deployed_model_id: Output[str]
+    previous_model: Output[str]
+    traffic_split: Output[dict[str, int]]
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: ResourceOptions | None = None):
         super().__init__(
