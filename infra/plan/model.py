@@ -298,9 +298,11 @@ class EndpointPlan:
         name: Logical name of the ModelDeployment resource.
         endpoint: Endpoint display name.
         job: Spec job whose checkpoint is deployed, or None for gs:// weights.
-        checkpoint: ``final`` or ``checkpoint-N``.
+        checkpoint: ``final``, ``epoch-N``, ``best`` or ``checkpoint-N``.
         model_uri: gs:// URI of the weights when known at plan time (gs:// models, or the
-            job's checkpoint path).
+            job version's checkpoint path under its ``run_uri``); for ``epoch-N`` and ``best``
+            the checkpoint's step is known only after training, so the URI ends in the
+            selection and is resolved from the job's recorded checkpoints when it deploys.
         machine_type: G2 machine type.
         accelerator_type: Accelerator type.
         accelerator_count: Accelerators per replica.
