@@ -284,8 +284,8 @@ def emit(plan: Plan) -> dict[str, Any]:
 
     Returns:
         Stack outputs: ``project`` (id, number), ``buckets`` (name -> gs:// URL), ``datasets``
-        (name -> train/validation URIs), ``jobs`` (name -> job resource name and final
-        checkpoint URI) and ``endpoints`` (name -> endpoint resource name).
+        (name -> train/validation URIs), ``jobs`` (name -> job resource name, run URI,
+        final and per-epoch checkpoint URIs) and ``endpoints`` (name -> endpoint resource name).
     """
     foundation = Foundation("foundation", plan)
     storage = Storage("storage", plan, foundation)
@@ -298,7 +298,12 @@ def emit(plan: Plan) -> dict[str, Any]:
             d.name: {"train": d.train_uri, "validation": d.validation_uri} for d in plan.datasets
         },
         "jobs": {
-            name: {"name": c.job_name, "final_checkpoint_uri": c.final_uri}
+            name: {
+                "name": c.job_name,
+                "run_uri": c.output_uri,
+                "final_checkpoint_uri": c.final_uri,
+                "checkpoint_uris": c.checkpoint_uris,
+            }
             for name, c in tuning.completions.items()
         },
         "endpoints": serving.endpoints,

@@ -89,6 +89,8 @@ class Offline:
                     "training_tokens": j.training_tokens,
                     "checkpoints": j.checkpoints,
                     "after": list(j.after),
+                    "run_uri": j.run_uri,
+                    "final_checkpoint_uri": j.final_uri,
                 }
                 for j in self.plan.jobs
             ],
@@ -107,6 +109,7 @@ class Offline:
                     "min_replicas": e.min_replicas,
                     "max_replicas": e.max_replicas,
                     "canary_percent": e.canary_percent,
+                    "model_uri": e.model_uri,
                 }
                 for e in self.plan.endpoints
             ],
@@ -271,6 +274,7 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             "final_checkpoint_uri": checkpoint_uri(out, "final"),
             "checkpoint_uris": [],
             "tuned_model": f"{parent}/models/{name}",
+            "checkpoints": [],
         }
     if typ.endswith("tunestack:TrainerImage"):
         image = f"{location}-docker.pkg.dev/{project}/{inputs.get('repository')}/{inputs.get('image_name') or 'trainer'}"

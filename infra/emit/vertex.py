@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
 from infra.catalog import checkpoint_uri
 from infra.plan import EndpointPlan, ImagePlan, JobPlan
 from infra.providers import resources as r
+from infra.vertex.checkpoints import resolve_checkpoint
 
 #: The trainer's build context: ``trainer_image/`` next to ``infra/``.
 TRAINER_CONTEXT = Path(__file__).resolve().parents[2] / "trainer_image"
@@ -31,6 +33,8 @@ class Completion:
         completion: The resource that finishes when the job has (what endpoints and the
             quota chain wait for).
         resources: (logical name, resource) pairs registered for the job.
+        output_uri: The job version's run URI (``{output_uri}/{run key}``).
+        checkpoint_uris: The per-epoch checkpoint URIs (output of the completion).
     """
 
     job: str
@@ -39,14 +43,26 @@ class Completion:
     completion: pulumi.Resource
     resources: list[tuple[str, pulumi.Resource]] = field(default_factory=list)
     output_uri: str = ""
+    checkpoint_uris: pulumi.Output[list[str]] | None = None
+    checkpoints: pulumi.Output[list[dict[str, Any]]] | None = None
 
     def checkpoint(self, name: str) -> pulumi.Output[str]:
-        """URI of ``final`` or ``checkpoint-N``, known only after the job completed."""
+        """URI of ``final``, ``epoch-N``, ``best`` or ``checkpoint-N``, known only after the
+        job completed (resolved from the completion's recorded checkpoints)."""
         if name == "final":
             return self.final_uri
-        # The intermediate checkpoint's path is fixed by the output layout; tie it to the
-        # completion's output so that whatever reads it waits for the job.
+        if self.checkpoints is not None and not name.startswith("checkpoint-"):
+            return self.checkpoints.apply(lambda found: self._resolve(name, found))
+        # checkpoint-<step>'s path is fixed by the output layout; tie it to the completion's
+        # output so that whatever reads it waits for the job.
         return self.final_uri.apply(lambda _: checkpoint_uri(self.output_uri, name))
+
+    def _resolve(self, name: str, found: list[dict[str, Any]] | None) -> str:
+        if not found:
+            # Nothing recorded (the offline plan's mocks): the name stands in for the URI. A
+            # real completion lists its checkpoints; a deploy of a missing one fails loudly.
+            return checkpoint_uri(self.output_uri, name)
+        return resolve_checkpoint(name, found)
 
 
 def service_agents(
@@ -124,7 +140,7 @@ def tuning_job(
             project=project_id,
             location=region,
             job_name=resource.job_name,
-            output_uri=job.output_uri,
+            output_uri=job.run_uri,
         ),
         child,
     )
@@ -135,7 +151,9 @@ def tuning_job(
         final_uri=completion.final_checkpoint_uri,
         completion=completion,
         resources=registered,
-        output_uri=job.output_uri,
+        output_uri=job.run_uri,
+        checkpoint_uris=completion.checkpoint_uris,
+        checkpoints=completion.checkpoints,
     )
 
 

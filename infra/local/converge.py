@@ -12,7 +12,10 @@ re-run changes nothing and an interrupted run (Ctrl-C, kill -9) converges when r
 - tuning jobs: one at a time in plan order; each carries the deterministic ``tunestack-key``
   label and an existing queued/running/succeeded job with that key is adopted, never
   duplicated (the detached server keeps training while ``up`` is gone);
-- endpoints: found by the key in their display name (adopted), else deployed.
+- endpoints: found by the key in their display name (adopted), else deployed; an endpoint
+  keeps its name for life, and a changed model behind it (new job, checkpoint, weights,
+  machine) is swapped blue/green onto it, replicas changed in place, a canary split kept
+  (:func:`infra.vertex.swaps.converge`, as the Pulumi provider does).
 
 What ``up`` touched is also recorded in ``local/applied/<spec>.json`` so that ``down`` finds
 it even after the spec or its data changed.
@@ -36,8 +39,8 @@ from rich.status import Status
 from infra import catalog, checks, gcs
 from infra.doctor.local import missing_adopted_bucket
 from infra.local import daemon, home
-from infra.plan import EndpointPlan, JobPlan, Plan, build_plan
-from infra.vertex import deployments, keys
+from infra.plan import EndpointPlan, JobPlan, Plan, build_plan, keys
+from infra.vertex import checkpoints, deployments, swaps
 from infra.vertex import jobs as vertex_jobs
 from infra.vertex.errors import JobFailed
 from infra.vertex.target import Target, client
@@ -59,10 +62,11 @@ class Changes:
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.deleted)
+        return bool(self.created or self.deleted or self.updated)
 
 
 class UpError(Exception):
@@ -373,19 +377,48 @@ def _endpoint(
     console: Console,
     status: Status,
 ) -> tuple[str, str]:
-    """Adopts or deploys one endpoint and waits until it serves."""
-    inputs = _deploy_inputs(plan, ep)
-    status.update(f"endpoint {ep.endpoint}: deploying {ep.model_uri}")
-    endpoint, model, adopted = deployments.ensure_deployment(
+    """Adopts or deploys one endpoint, swaps in the wanted model, waits until it serves."""
+    uri = _checkpoint_uri(target, plan, ep, record)
+    inputs = ep.provider_inputs(plan.project.project_id, plan.project.region, uri)
+    status.update(f"endpoint {ep.endpoint}: deploying {uri}")
+    endpoint, _first, adopted = deployments.ensure_endpoint(
         target, inputs, DEPLOY_DEADLINE_S, **POLL
     )
-    record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": model})
-    if adopted:
-        changes.adopted.append(f"endpoint {ep.endpoint}")
-    else:
+    record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": _first})
+    status.update(f"endpoint {ep.endpoint}: serving {ep.model_uri}")
+    serving = swaps.converge(target, endpoint, inputs, DEPLOY_DEADLINE_S, **POLL)
+    record.set("endpoints", ep.endpoint, {"endpoint": endpoint, "model": serving.model})
+    if not adopted:
         changes.created.append(f"endpoint {ep.endpoint}")
-        console.print(f"[green]+[/] endpoint {ep.endpoint}: deployed {ep.model_uri}")
-    return endpoint, model
+        console.print(f"[green]+[/] endpoint {ep.endpoint}: deployed {uri}")
+    elif serving.steps:
+        changes.updated.append(f"endpoint {ep.endpoint}")
+        split = ", ".join(f"{k}: {v}%" for k, v in serving.traffic_split.items())
+        console.print(
+            f"[yellow]~[/] endpoint {ep.endpoint}: {' '.join(dict.fromkeys(serving.steps))} "
+            f"(serving {uri}; traffic {split})"
+        )
+    else:
+        changes.adopted.append(f"endpoint {ep.endpoint}")
+    return endpoint, serving.model
+
+
+def _checkpoint_uri(target: Target, plan: Plan, ep: EndpointPlan, record: _Record) -> str:
+    """The weights an endpoint serves: its ``checkpoint:`` resolved among the job's checkpoints
+    (``final``, ``epoch-N``, ``best``, ``checkpoint-<step>``) once the job has trained."""
+    job = next((j for j in plan.jobs if j.job == ep.job), None)
+    if job is None or ep.checkpoint == catalog.FINAL_CHECKPOINT:
+        return ep.model_uri
+    done = vertex_jobs.get_job(target, record.data["jobs"][job.job])
+    tuned = [
+        {"epoch": str(c.epoch), "step": str(c.step), "checkpointId": c.checkpoint_id}
+        for c in getattr(getattr(done, "tuned_model", None), "checkpoints", [])
+    ]
+    found = checkpoints.job_checkpoints(target, job.run_uri, tuned)
+    try:
+        return checkpoints.resolve_checkpoint(ep.checkpoint, found)
+    except catalog.CheckpointNotFound as e:
+        raise UpError(f"endpoint {ep.endpoint}: {e}") from None
 
 
 def _last_log_line(target: Target, collection: str, rid: str) -> str:
@@ -430,8 +463,9 @@ def _summary(changes: Changes, console: Console) -> None:
             f"[bold]up to date[/]: nothing to change ({len(changes.adopted)} resources already in place)"
         )
     else:
+        updated = f"{len(changes.updated)} updated, " if changes.updated else ""
         console.print(
-            f"[bold]done[/]: {len(changes.created)} created, {len(changes.adopted)} unchanged"
+            f"[bold]done[/]: {len(changes.created)} created, {updated}{len(changes.adopted)} unchanged"
         )
 
 

@@ -128,27 +128,47 @@ def smoke_model(family: str) -> Path:
 
 
 def checkpoints(storage_url: str, output_uri: str) -> list[dict[str, Any]]:
-    """``tunedModel.checkpoints`` from the artifact layout: intermediate ones, then final."""
+    """``tunedModel.checkpoints`` from the artifact layout: intermediate ones, then final.
+
+    The epoch of each is the one our trainer recorded beside its weights
+    (``tunestack_checkpoint.json``; with 10 epochs or more not every epoch has one), else its
+    place in step order.
+    """
+    client = gcs.client(endpoint=storage_url)
+    prefix = catalog.checkpoints_prefix(output_uri)
     try:
-        names = storage.list_dirs(
-            gcs.client(endpoint=storage_url), catalog.checkpoints_prefix(output_uri)
-        )
+        names = storage.list_dirs(client, prefix)
     except Exception:
         return []
     steps = sorted((step, n) for n in names if (step := catalog.checkpoint_step(n)) is not None)
     out: list[dict[str, Any]] = [
-        {"checkpointId": name, "epoch": str(i + 1), "step": str(step)}
+        {
+            "checkpointId": name,
+            "epoch": str(_epoch(client, f"{prefix}/{name}", i + 1)),
+            "step": str(step),
+        }
         for i, (step, name) in enumerate(steps)
     ]
     if catalog.FINAL_CHECKPOINT in names:
         out.append(
             {
                 "checkpointId": catalog.FINAL_CHECKPOINT,
-                "epoch": str(len(steps)),
+                "epoch": out[-1]["epoch"] if out else "0",
                 "step": str(steps[-1][0] if steps else 0),
             }
         )
     return out
+
+
+def _epoch(client: Any, uri: str, default: int) -> int:
+    bucket, path = gcs.split(uri)
+    try:
+        meta = json.loads(
+            client.bucket(bucket).blob(f"{path}/tunestack_checkpoint.json").download_as_bytes()
+        )
+        return int(meta["epoch"])
+    except Exception:  # no metadata (another trainer's run): the step order says it
+        return default
 
 
 def _tuning_command(job: dict[str, Any], smoke: bool) -> tuple[list[str], list[str]]:

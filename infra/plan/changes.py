@@ -168,12 +168,13 @@ def _change(r: dict[str, Any], action: str, fields: list[str]) -> dict[str, Any]
 def _propagate(after: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
     """Dependents of replaced resources, in dependency order (a fixpoint over the graph)."""
     done: set[str] = set()
+    order = _order(after)  # dependencies first, so a root cause is known before its dependents
     while True:
         replaced = {n for n, c in found.items() if c["action"] == REPLACE} - done
         if not replaced:
             return
         done |= replaced
-        for name in sorted(after):
+        for name in order:
             r = after[name]
             consumes = CONSUMES.get(_kind(r["type"]), {})
             extra: list[str] = []

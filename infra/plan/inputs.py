@@ -29,9 +29,13 @@ def replaces(default: Any = MISSING, *, factory: Any = MISSING, required: bool =
     )
 
 
-def updates(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
-    """A field whose change is recorded in place (required when it has no default)."""
-    return field(default=default, default_factory=factory, metadata={_REPLACE: False})
+def updates(default: Any = MISSING, *, factory: Any = MISSING, required: bool = False) -> Any:
+    """A field whose change is applied in place (required when it has no default)."""
+    if required and default is MISSING and factory is MISSING:
+        default = ""  # a default only to keep dataclass field order; required() still lists it
+    return field(
+        default=default, default_factory=factory, metadata={_REPLACE: False, _REQUIRED: required}
+    )
 
 
 def redeploys(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
@@ -113,7 +117,7 @@ class TuningJobArgs:
         base_model: Catalog model id.
         tuning_mode: ``FULL`` or ``PEFT_ADAPTER``.
         train_dataset_uri: gs:// JSONL.
-        output_uri: gs:// prefix for checkpoints.
+        output_uri: gs:// prefix; each job version writes under ``{output_uri}/{run key}``.
         epochs: Epochs. Default 1.
         custom_base_model: gs:// custom weights. Default none.
         learning_rate: Absolute learning rate. Default none.
@@ -168,7 +172,8 @@ class TuningJobCompletionArgs:
         project: Project id.
         location: Region.
         job_name: The job resource name (``TuningJob.job_name`` or ``CustomTrainingJob.job_name``).
-        output_uri: The job's output URI (checkpoints are listed under it).
+        output_uri: The job version's run URI (``{output_uri}/{run key}``: checkpoints are
+            listed under it).
         deadline_seconds: Longest wait. Default 172800 (48 h); a re-run keeps waiting.
         api_endpoint: As for the job.
     """
@@ -212,8 +217,11 @@ class TrainerImageArgs:
 class ModelDeploymentArgs:
     """Inputs of :class:`ModelDeployment` .
 
-    The endpoint is never replaced for a new model: weights, machine and accelerators
-    :func:`redeploys` blue/green on the same endpoint; replicas and the canary update in place.
+    The endpoint is stable: only what names it (project, location, endpoint name, API) replaces
+    it. A change of the weights, machine, accelerators or model name :func:`redeploys`: an
+    update that swaps the model behind the same endpoint (blue/green); replicas change the
+    deployed model in place; ``canary_percent`` sets the traffic split between the new and the
+    previous model.
 
     Attributes:
         project: Project id.

@@ -229,6 +229,9 @@ class JobPlan:
         tokens_exact: Whether ``tokens`` was counted with the model's tokenizer.
         training_tokens: tokens x epochs (the billed amount), or None.
         checkpoints: Checkpoints Vertex keeps.
+        run_uri: ``{output_uri}/{run key}``: where this job version writes (its own prefix;
+            :func:`infra.plan.keys.run_output_uri` of its provider inputs, as the providers
+            compute it). Checkpoints are under ``{run_uri}/postprocess/node-0/checkpoints``.
     """
 
     name: str
@@ -256,10 +259,12 @@ class JobPlan:
     tokens_exact: bool
     training_tokens: int | None
     checkpoints: int
+    run_uri: str = ""
 
     @property
     def final_uri(self) -> str:
-        return checkpoint_uri(self.output_uri, FINAL_CHECKPOINT)
+        """The final checkpoint of this job version."""
+        return checkpoint_uri(self.run_uri or self.output_uri, FINAL_CHECKPOINT)
 
     def provider_inputs(self, project: Any, location: str) -> dict[str, Any]:
         """The inputs of the job's dynamic resource (TuningJob, or CustomTrainingJob less its
@@ -295,8 +300,10 @@ class EndpointPlan:
         job: Spec job whose checkpoint is deployed, or None for gs:// weights.
         checkpoint: The selection as written: ``final``, ``best``, ``epoch-N`` or
             ``checkpoint-<step>``.
-        model_uri: gs:// URI of the weights (gs:// models, or the job's checkpoint path; for
-            ``epoch-N`` and ``best`` the step is chosen after training, see :attr:`serves`).
+        model_uri: gs:// URI of the weights when known at plan time (gs:// models, or the
+            job version's checkpoint path under its ``run_uri``); for ``epoch-N`` and ``best``
+            the checkpoint's step is known only after training, so the URI ends in the
+            selection and is resolved from the job's recorded checkpoints when it deploys.
         machine_type: G2 machine type.
         accelerator_type: Accelerator type.
         accelerator_count: Accelerators per replica.

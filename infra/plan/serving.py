@@ -31,7 +31,7 @@ def plan_endpoints(
     for e in spec.endpoints:
         job = by_job.get(e.model)
         if job is not None:
-            uri = catalog.checkpoint_uri(job.output_uri, e.checkpoint)
+            uri = catalog.checkpoint_uri(job.run_uri, e.checkpoint)
             deps: tuple[str, ...] = (job.completion_name,)
             model_id: str | None = e.base_model or job.base_model
         else:

@@ -6,11 +6,13 @@ many places before it), and continued training waits for the job whose output it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from infra import catalog
 from infra.checks.report import JobSummary, Report
 from infra.plan import derive
+from infra.plan.keys import run_output_uri
 from infra.plan.model import DatasetPlan, ImagePlan, JobPlan, ProjectPlan, UploadPlan
 from infra.plan.names import IMAGE, MANAGED_BY, REPOSITORY, TRAINER_IMAGE_APIS, job_names
 from infra.spec.models import Spec
@@ -108,33 +110,33 @@ def plan_jobs(
             # The training file was not read (gs:// without access): counts are unknown, not 0.
             summary = None
         name, completion = names[job.name]
-        jobs.append(
-            JobPlan(
-                name=name,
-                completion_name=completion,
-                job=job.name,
-                engine=job.engine,
-                base_model=job.base_model,
-                custom_base_model=job.custom_base_model,
-                tuning_mode=job.tuning_mode,
-                epochs=job.epochs,
-                learning_rate=job.learning_rate,
-                learning_rate_multiplier=job.learning_rate_multiplier,
-                adapter_size=job.adapter_size,
-                train_uri=ds.train_uri,
-                validation_uri=ds.validation_uri,
-                output_uri=job.output_uri.rstrip("/"),
-                labels=dict(sorted({**MANAGED_BY, **spec.project.labels, **job.labels}.items())),
-                replicas=job.replicas,
-                machine_type=job.machine_type,
-                dataset_identity=";".join(identity) or None,
-                after=tuple(after),
-                depends_on=tuple(dict.fromkeys(deps)),
-                examples=summary.examples if summary else None,
-                tokens=summary.tokens if summary else None,
-                tokens_exact=bool(summary and summary.tokens_exact),
-                training_tokens=summary.training_tokens if summary else None,
-                checkpoints=catalog.checkpoints_kept(job.epochs),
-            )
+        planned = JobPlan(
+            name=name,
+            completion_name=completion,
+            job=job.name,
+            engine=job.engine,
+            base_model=job.base_model,
+            custom_base_model=job.custom_base_model,
+            tuning_mode=job.tuning_mode,
+            epochs=job.epochs,
+            learning_rate=job.learning_rate,
+            learning_rate_multiplier=job.learning_rate_multiplier,
+            adapter_size=job.adapter_size,
+            train_uri=ds.train_uri,
+            validation_uri=ds.validation_uri,
+            output_uri=job.output_uri.rstrip("/"),
+            labels=dict(sorted({**MANAGED_BY, **spec.project.labels, **job.labels}.items())),
+            replicas=job.replicas,
+            machine_type=job.machine_type,
+            dataset_identity=";".join(identity) or None,
+            after=tuple(after),
+            depends_on=tuple(dict.fromkeys(deps)),
+            examples=summary.examples if summary else None,
+            tokens=summary.tokens if summary else None,
+            tokens_exact=bool(summary and summary.tokens_exact),
+            training_tokens=summary.training_tokens if summary else None,
+            checkpoints=catalog.checkpoints_kept(job.epochs),
         )
+        inputs = planned.provider_inputs(spec.project.id, spec.project.region)
+        jobs.append(replace(planned, run_uri=run_output_uri(inputs)))
     return tuple(jobs)

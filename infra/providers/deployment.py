@@ -1,9 +1,13 @@
-"""Provider for a Model Garden deployment of custom weights: one endpoint AND one model.
+"""Provider for a deployment of custom weights: a stable endpoint and the model behind it.
 
-``:deploy`` takes no request id and no labels, so the deployment's key travels in the
-endpoint and model display names: a create killed mid-deploy is re-run, finds the endpoint by
-key and waits for it instead of deploying twice. Delete undeploys, deletes the endpoint, then
-deletes the model, which the SDK's own endpoint delete would leave behind.
+Create adopts the endpoint carrying this deployment's key (project, location, endpoint
+name) or creates it with ``:deploy``; ``:deploy`` takes no request id and no labels, so the
+keys travel in the endpoint and model display names and a create killed mid-deploy adopts
+instead of deploying twice. What :mod:`infra.plan.inputs` declares as updates (weights,
+machine, accelerators, model name, replicas, canary) is an in-place update of the SAME
+endpoint: a new model is uploaded and deployed blue/green, replicas change in place
+(:func:`infra.vertex.swaps.converge`). Delete undeploys every model, deletes the endpoint,
+then the models, which the SDK's own endpoint delete would leave behind.
 """
 
 from __future__ import annotations
@@ -11,28 +15,28 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from pulumi.dynamic import CreateResult, ReadResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from infra import catalog
 from infra.plan.inputs import ModelDeploymentArgs, input_names, replacing, required
+from infra.plan.keys import deployment_key, model_key
 from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
-from infra.vertex import deployments
-from infra.vertex.keys import deployment_key
+from infra.vertex import deployments, swaps
 
 #: Default deadline of a deployment, as the SDK's (2 hours).
 DEFAULT_DEPLOY_DEADLINE = 7200.0
 
-#: Inputs left out of the deployment key.
-_UNKEYED = frozenset({"api_endpoint", "deadline_seconds", "canary_percent"})
-
 
 class ModelDeploymentProvider(TunestackProvider):
-    """Deploys HF weights from ``gcs_uri`` to a new endpoint; records endpoint and model."""
+    """Serves HF weights from ``gcs_uri`` on a stable endpoint; records endpoint and model."""
 
     INPUTS: ClassVar[tuple[str, ...]] = input_names(ModelDeploymentArgs)
     REPLACES: ClassVar[frozenset[str]] = replacing(ModelDeploymentArgs)
     REQUIRED: ClassVar[tuple[str, ...]] = required(ModelDeploymentArgs)
-    OUTPUTS: ClassVar[tuple[str, ...]] = ("endpoint", "model", "key", "adopted")
+    OUTPUTS: ClassVar[tuple[str, ...]] = (
+        "endpoint", "model", "key", "adopted", "model_key", "deployed_model_id",
+        "previous_model", "traffic_split",
+    )  # fmt: skip
 
     def validate(self, news: dict[str, Any]) -> list[tuple[str, str]]:
         failures = []
@@ -53,6 +57,9 @@ class ModelDeploymentProvider(TunestackProvider):
         lo, hi = news.get("min_replicas"), news.get("max_replicas")
         if known(lo) and known(hi) and int(hi) < int(lo):
             failures.append(("max_replicas", "max_replicas must be >= min_replicas"))
+        canary = news.get("canary_percent")
+        if known(canary) and not 1 <= int(canary) <= 99:
+            failures.append(("canary_percent", "canary_percent must be between 1 and 99"))
         return failures
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]):  # type: ignore[override]
@@ -73,21 +80,36 @@ class ModelDeploymentProvider(TunestackProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = inputs_of(props, self.INPUTS)
-        # The key: what the deployment serves and on what; not where the API is, how long to
-        # wait or how traffic is split.
-        key_inputs = {k: v for k, v in inputs.items() if k not in _UNKEYED}
         deadline = float(inputs.get("deadline_seconds") or DEFAULT_DEPLOY_DEADLINE)
-        endpoint, model, adopted = deployments.ensure_deployment(
-            target_of(inputs), key_inputs, deadline, **poll_settings()
+        target = target_of(inputs)
+        endpoint, _model, adopted = deployments.ensure_endpoint(
+            target, inputs, deadline, **poll_settings()
         )
-        outs = {
+        serving = swaps.converge(target, endpoint, inputs, deadline, **poll_settings())
+        return CreateResult(endpoint, self._outputs(inputs, endpoint, serving, adopted))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """The same endpoint serves the new inputs: a model swap (blue/green), a canary split
+        or replicas changed in place. A kill at any step converges when re-run."""
+        inputs = inputs_of(news, self.INPUTS)
+        deadline = float(inputs.get("deadline_seconds") or DEFAULT_DEPLOY_DEADLINE)
+        serving = swaps.converge(target_of(inputs), id_, inputs, deadline, **poll_settings())
+        return UpdateResult(self._outputs(inputs, id_, serving, bool(olds.get("adopted"))))
+
+    def _outputs(
+        self, inputs: dict[str, Any], endpoint: str, serving: swaps.Serving, adopted: bool
+    ) -> dict[str, Any]:
+        return {
             **inputs,
             "endpoint": endpoint,
-            "model": model,
-            "key": deployment_key(key_inputs),
+            "model": serving.model,
+            "key": deployment_key(inputs),
             "adopted": adopted,
+            "model_key": model_key(inputs),
+            "deployed_model_id": serving.deployed_model_id,
+            "previous_model": serving.previous_model,
+            "traffic_split": serving.traffic_split,
         }
-        return CreateResult(endpoint, outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """An endpoint deleted outside Pulumi leaves state (the next ``up`` deploys again)."""

@@ -24,13 +24,13 @@ from infra.plan.inputs import (
     replacing,
     required,
 )
+from infra.plan.keys import job_key, run_output_uri
 from infra.providers.base import TunestackProvider, inputs_of, known, poll_settings, target_of
 from infra.vertex import checkpoints
 from infra.vertex import jobs as vertex_jobs
 from infra.vertex.errors import VertexError
-from infra.vertex.keys import job_key
 
-JOB_OUTPUTS = ("job_name", "key", "adopted", "state")
+JOB_OUTPUTS = ("job_name", "key", "adopted", "state", "run_uri")
 
 
 def cancel_deadline() -> float:
@@ -60,6 +60,8 @@ class TuningJobProvider(TunestackProvider):
             "key": job_key(self.key_inputs(inputs)),
             "adopted": adopted,
             "state": vertex_jobs.state_name(job),
+            # Where this job version writes: its own prefix under output_uri.
+            "run_uri": run_output_uri(inputs),
         }
         return CreateResult(name, outs)
 
@@ -123,7 +125,7 @@ class JobCompletionProvider(TunestackProvider):
     REPLACES: ClassVar[frozenset[str]] = replacing(TuningJobCompletionArgs)
     REQUIRED: ClassVar[tuple[str, ...]] = required(TuningJobCompletionArgs)
     OUTPUTS: ClassVar[tuple[str, ...]] = (
-        "state", "final_checkpoint_uri", "checkpoint_uris", "tuned_model",
+        "state", "final_checkpoint_uri", "checkpoint_uris", "tuned_model", "checkpoints",
     )  # fmt: skip
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -135,14 +137,21 @@ class JobCompletionProvider(TunestackProvider):
         vertex_jobs.raise_for_job(job)
         final, per_epoch = checkpoints.checkpoint_uris(target, inputs["output_uri"])
         tuned_model = ""
+        tuned: list[dict[str, Any]] = []
         if not vertex_jobs.is_custom_job(name):
             tuned_model = job.tuned_model.model  # type: ignore[union-attr]
+            tuned = [
+                {"epoch": str(c.epoch), "step": str(c.step), "checkpointId": c.checkpoint_id}
+                for c in job.tuned_model.checkpoints  # type: ignore[union-attr]
+            ]
         outs = {
             **inputs,
             "state": vertex_jobs.state_name(job),
             "final_checkpoint_uri": final,
             "checkpoint_uris": per_epoch,
             "tuned_model": tuned_model,
+            # epoch, step, uri and validation loss of each: what epoch-N and best resolve from.
+            "checkpoints": checkpoints.job_checkpoints(target, inputs["output_uri"], tuned),
         }
         return CreateResult(f"{name}/completion", outs)
 

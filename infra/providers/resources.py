@@ -93,6 +93,7 @@ class TuningJobCompletion(pulumi.dynamic.Resource, module="tunestack", name="Tun
     final_checkpoint_uri: Output[str]
     checkpoint_uris: Output[list[str]]
     tuned_model: Output[str]
+    checkpoints: Output[list[dict[str, Any]]]
 
     def __init__(
         self, name: str, args: TuningJobCompletionArgs, opts: ResourceOptions | None = None
@@ -117,12 +118,17 @@ class TrainerImage(pulumi.dynamic.Resource, module="tunestack", name="TrainerIma
 
 
 class ModelDeployment(pulumi.dynamic.Resource, module="tunestack", name="ModelDeployment"):
-    """An endpoint serving custom weights, with its model; delete removes both."""
+    """A stable endpoint serving custom weights; model changes swap blue/green behind it;
+    delete removes the endpoint and its models."""
 
     endpoint: Output[str]
     model: Output[str]
     key: Output[str]
     adopted: Output[bool]
+    model_key: Output[str]
+    deployed_model_id: Output[str]
+    previous_model: Output[str]
+    traffic_split: Output[dict[str, int]]
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: ResourceOptions | None = None):
         super().__init__(

@@ -1,10 +1,12 @@
-"""Model Garden ``:deploy`` of custom weights: one endpoint AND one model per deployment.
+"""Deployments: a stable endpoint (Model Garden ``:deploy`` of its first model) and the
+models behind it (blue/green swaps: :mod:`infra.vertex.swaps`).
 
-``:deploy`` takes no request id and no labels, so the deployment's key travels in the endpoint
-and model display names (:func:`infra.vertex.keys.deploy_display_names`): a caller killed
-mid-deploy re-runs, finds the endpoint by key and waits for it instead of deploying twice.
-Removal undeploys, deletes the endpoint, then the model, which the SDK's own endpoint delete
-would leave behind.
+``:deploy`` takes no request id and no labels, so the endpoint's key (project, location,
+endpoint name) travels in the endpoint's display name and the model's key in the model's
+(:func:`infra.plan.keys.deploy_display_names`): a caller killed mid-deploy re-runs, finds
+the endpoint by key and waits for it instead of deploying twice. Removal undeploys every
+model, deletes the endpoint, then the models, which the SDK's own endpoint delete would leave
+behind.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from google.api_core import exceptions as gexc
 from google.api_core import operation
 from google.cloud import aiplatform_v1beta1 as aip
 
+from infra.plan.keys import deploy_display_names, deployment_key, display_tag, model_key
+from infra.vertex import swaps
 from infra.vertex.errors import DeadlineExceeded, VertexError
-from infra.vertex.keys import deploy_display_names, deployment_key, display_tag
 from infra.vertex.operations import wait_operation
 from infra.vertex.target import Target, client
 from infra.wait import INITIAL_DELAY, MAX_DELAY, poll
@@ -35,9 +38,17 @@ def build_deploy_request(
     endpoint_display_name: str,
     model_display_name: str,
     key: str,
+    model: str = "",
 ) -> aip.DeployRequest:
-    """The ``:deploy`` request for custom HF weights (pure)."""
-    endpoint_name, model_name = deploy_display_names(key, endpoint_display_name, model_display_name)
+    """The ``:deploy`` request for custom HF weights (pure).
+
+    Args:
+        key: The endpoint key (:func:`infra.plan.keys.deployment_key`).
+        model: The model key (:func:`infra.plan.keys.model_key`), tagged on the model.
+    """
+    endpoint_name, model_name = deploy_display_names(
+        key, endpoint_display_name, model_display_name, model
+    )
     return aip.DeployRequest(
         destination=target.parent,
         custom_model=aip.DeployRequest.CustomModel(gcs_uri=gcs_uri),
@@ -65,7 +76,7 @@ def deploy(target: Target, inputs: Mapping[str, Any], key: str) -> operation.Ope
     request = build_deploy_request(
         target, inputs["gcs_uri"], inputs["machine_type"], inputs["accelerator_type"],
         int(inputs["accelerator_count"]), int(inputs["min_replicas"]), int(inputs["max_replicas"]),
-        inputs["endpoint_display_name"], inputs["model_display_name"], key,
+        inputs["endpoint_display_name"], inputs["model_display_name"], key, model_key(inputs),
     )  # fmt: skip
     return client(aip.ModelGardenServiceClient, target).deploy(request=request)
 
@@ -101,7 +112,7 @@ def find_deployment(target: Target, key: str) -> tuple[str, str | None] | None:
 
 
 def find_endpoints(target: Target, key: str) -> list[tuple[str, str | None]]:
-    """Every endpoint whose display name carries ``key``, with its first deployed model."""
+    """Every endpoint whose display name carries ``key``, with its serving model."""
     tag = display_tag(key)
     svc = client(aip.EndpointServiceClient, target)
     out: list[tuple[str, str | None]] = []
@@ -112,26 +123,20 @@ def find_endpoints(target: Target, key: str) -> list[tuple[str, str | None]]:
 
 
 def find_models(target: Target, key: str) -> list[str]:
-    """Models whose display name carries ``key`` (orphans of an interrupted deploy).
+    """Models of the endpoint with key ``key`` (orphans of an interrupted deploy or swap).
 
     Returns an empty list when the server cannot list models.
     """
-    tag = display_tag(key)
-    svc = client(aip.ModelServiceClient, target)
-    try:
-        return [
-            m.name
-            for m in svc.list_models(request={"parent": target.parent})
-            if m.display_name.endswith(tag)
-        ]
-    except (gexc.MethodNotImplemented, gexc.NotFound):
-        return []
+    return swaps.models_of(target, key)
 
 
 def deployed_model(endpoint: aip.Endpoint) -> str | None:
-    """The endpoint's first deployed model (without its ``@version``), or None."""
-    models = [_strip_version(d.model) for d in endpoint.deployed_models if d.model]
-    return models[0] if models else None
+    """The endpoint's serving model (the most traffic; without its ``@version``), or None."""
+    traffic = dict(endpoint.traffic_split)
+    models = sorted(
+        (d for d in endpoint.deployed_models if d.model), key=lambda d: -traffic.get(d.id, 0)
+    )
+    return _strip_version(models[0].model) if models else None
 
 
 def wait_for_deployed_model(
@@ -165,19 +170,31 @@ def wait_for_deployed_model(
 def ensure_deployment(
     target: Target, inputs: Mapping[str, Any], deadline_s: float, **poll_every: float
 ) -> tuple[str, str, bool]:
-    """Adopts the deployment with this input's key, or deploys; waits until serving.
+    """Adopts the endpoint with this input's key, or deploys it; then makes it serve the
+    wanted model (:func:`infra.vertex.swaps.converge`: blue/green, replicas in place).
 
     Args:
         target: Where to deploy.
         inputs: ``gcs_uri``, ``machine_type``, ``accelerator_type``, ``accelerator_count``,
             ``min_replicas``, ``max_replicas``, ``endpoint_display_name``,
-            ``model_display_name``.
+            ``model_display_name``, ``canary_percent``; plus ``project`` and ``location``
+            (with the endpoint name, the endpoint's key).
         deadline_s: Longest wait for the deployment.
         **poll_every: ``initial_delay`` / ``max_delay`` for polling.
 
     Returns:
         ``(endpoint, model, adopted)``.
     """
+    endpoint, _model, adopted = ensure_endpoint(target, inputs, deadline_s, **poll_every)
+    serving = swaps.converge(target, endpoint, inputs, deadline_s, **poll_every)
+    return endpoint, serving.model, adopted
+
+
+def ensure_endpoint(
+    target: Target, inputs: Mapping[str, Any], deadline_s: float, **poll_every: float
+) -> tuple[str, str, bool]:
+    """Adopts the endpoint with this input's key (waiting for its first model), or creates it
+    with ``:deploy`` of the wanted weights; returns ``(endpoint, model, adopted)``."""
     key = deployment_key(inputs)
     found = find_deployment(target, key)
     if found is not None:
@@ -234,23 +251,46 @@ def undeploy_and_delete(
 ) -> None:
     """Undeploys every model from the endpoint, deletes the endpoint, then the model.
 
-    Idempotent: anything already gone is skipped. The model is deleted even when the
+    Idempotent: anything already gone is skipped. The models are deleted even when the
     endpoint is already gone (the SDK's endpoint delete leaves models behind).
     """
+    served = [model] if model else []
     if endpoint:
         eps = client(aip.EndpointServiceClient, target)
         try:
             ep = eps.get_endpoint(name=endpoint)
-            for deployed in ep.deployed_models:
-                request = aip.UndeployModelRequest(endpoint=endpoint, deployed_model_id=deployed.id)
+            # The least traffic first, so each undeploy leaves the rest a valid split.
+            traffic = {k: int(v) for k, v in ep.traffic_split.items()}
+            left = sorted(ep.deployed_models, key=lambda d: traffic.get(d.id, 0))
+            while left:
+                deployed = left.pop(0)
+                served.append(_strip_version(deployed.model))
+                split = _rest_split(left, traffic, deployed.id)
+                request = aip.UndeployModelRequest(
+                    endpoint=endpoint, deployed_model_id=deployed.id, traffic_split=split
+                )
                 _wait(eps.undeploy_model(request=request), deadline_s, poll_every)
             _wait(eps.delete_endpoint(name=endpoint), deadline_s, poll_every)
         except gexc.NotFound:
             pass
-    if model:
-        models = client(aip.ModelServiceClient, target)
+    models = client(aip.ModelServiceClient, target)
+    for name in dict.fromkeys(served):
         with contextlib.suppress(gexc.NotFound):
-            _wait(models.delete_model(name=model), deadline_s, poll_every)
+            _wait(models.delete_model(name=name), deadline_s, poll_every)
+
+
+def _rest_split(
+    left: list[aip.DeployedModel], traffic: dict[str, int], leaving: str
+) -> dict[str, int]:
+    """The split once ``leaving`` is gone: its share moves to the busiest model left."""
+    if not left:
+        return {}
+    split = {d.id: traffic.get(d.id, 0) for d in left}
+    split[max(split, key=lambda k: split[k])] += traffic.get(leaving, 0)
+    total = sum(split.values())
+    if total != 100:
+        split[max(split, key=lambda k: split[k])] += 100 - total
+    return split
 
 
 def _wait(future: operation.Operation, deadline_s: float, poll_every: dict[str, float]) -> None:

@@ -14,8 +14,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1beta1 as aip
 
 from infra import catalog
+from infra.plan.keys import LABEL_KEY, job_key, key_labels, label_filter, run_output_uri
 from infra.vertex.errors import DeadlineExceeded, JobFailed
-from infra.vertex.keys import LABEL_KEY, job_key, key_labels, label_filter
 from infra.vertex.target import Target, client
 from infra.wait import poll
 
@@ -44,7 +44,8 @@ def build_tuning_job(inputs: Mapping[str, Any], key: str) -> aip.TuningJob:
     Args:
         inputs: ``base_model``, ``custom_base_model``, ``tuning_mode`` (FULL|PEFT_ADAPTER),
             ``epochs``, ``learning_rate`` | ``learning_rate_multiplier``, ``adapter_size``,
-            ``train_dataset_uri``, ``validation_dataset_uri``, ``output_uri``,
+            ``train_dataset_uri``, ``validation_dataset_uri``, ``output_uri`` (the job writes
+            under ``{output_uri}/{run key}``: :func:`infra.plan.keys.run_output_uri`),
             ``display_name``, ``labels``.
         key: The job key (see :func:`job_key`).
     """
@@ -67,7 +68,7 @@ def build_tuning_job(inputs: Mapping[str, Any], key: str) -> aip.TuningJob:
     job = aip.TuningJob(
         base_model=inputs["base_model"],
         supervised_tuning_spec=spec,
-        output_uri=inputs["output_uri"],
+        output_uri=run_output_uri(inputs),
         labels=key_labels(key, inputs.get("labels")),
     )
     if inputs.get("display_name"):
@@ -111,7 +112,7 @@ def trainer_args(inputs: Mapping[str, Any]) -> list[str]:
     args = [
         "--base-model", inputs.get("custom_base_model") or inputs["base_model"],
         "--train-data", inputs["train_dataset_uri"],
-        "--output-dir", inputs["output_uri"],
+        "--output-dir", run_output_uri(inputs),
         "--tuning-mode", inputs["tuning_mode"],
         "--epochs", str(int(inputs.get("epochs") or 1)),
     ]  # fmt: skip

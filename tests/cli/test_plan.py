@@ -50,10 +50,16 @@ def test_json_contract(capsys, spec: Path) -> None:
         "training_tokens",
         "checkpoints",
         "after",
+        "run_uri",
+        "final_checkpoint_uri",
     ]
+    # The exact URIs: this job version's own prefix and its final checkpoint.
+    llama = jobs["support-llama"]
+    assert (
+        llama["final_checkpoint_uri"] == f"{llama['run_uri']}/postprocess/node-0/checkpoints/final"
+    )
     assert jobs["support-gemma"]["after"] == ["support-llama"]
     assert jobs["support-llama"]["training_tokens"] == jobs["support-llama"]["tokens"] * 3
-    final = "gs://acme-ml-dev-tuning/runs/support-llama/postprocess/node-0/checkpoints/final"
     assert doc["endpoints"] == [
         {
             "name": "support",
@@ -64,11 +70,12 @@ def test_json_contract(capsys, spec: Path) -> None:
             "fits": True,
             "job": "support-llama",
             "checkpoint": "final",
-            "uri": final,
-            "serves": f"job support-llama, final: {final}",
+            "uri": llama["final_checkpoint_uri"],
+            "serves": f"job support-llama, final: {llama['final_checkpoint_uri']}",
             "min_replicas": 1,
             "max_replicas": 1,
             "canary_percent": None,
+            "model_uri": llama["final_checkpoint_uri"],
         }
     ]
     # Deterministic output.
@@ -106,7 +113,7 @@ def test_diff_against_old_spec_and_saved_plan(capsys, spec: Path, tmp_path: Path
     actions = {c["name"]: (c["action"], c["fields"]) for c in diff["changes"]}
     assert actions == {
         "job-support-llama": ("replace", ["inputs.epochs"]),
-        "job-support-llama-done": ("replace", ["inputs.job_name"]),
+        "job-support-llama-done": ("replace", ["inputs.job_name", "inputs.output_uri"]),
         "endpoint-support": ("delete", []),
     }
     old_job = next(j for j in json.loads(saved)["jobs"] if j["name"] == "support-llama")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -132,10 +133,8 @@ def test_grants_and_uploads_before_jobs_and_jobs_before_endpoints(
     assert regs["job-first-done"].inputs["job_name"].endswith("/tuningJobs/job-first")
     endpoint = regs["endpoint-serve-first"]
     assert "job-first-done" in endpoint.depends_on
-    assert (
-        endpoint.inputs["gcs_uri"]
-        == "gs://acme-test-out/runs/first/postprocess/node-0/checkpoints/final"
-    )
+    run_uri = endpoint.inputs["gcs_uri"].removesuffix("/postprocess/node-0/checkpoints/final")
+    assert re.fullmatch(r"gs://acme-test-out/runs/first/[0-9a-f]{16}", run_uri), run_uri
     # Grants wait for the agents and the APIs.
     for grant in of_type(mocks, ":BucketIAMMember"):
         assert {"agent-aiplatform", "agent-vertex-moss-ft", "api-aiplatform", "api-storage"} <= set(
@@ -254,9 +253,13 @@ def test_stack_outputs(mocks, write_spec, base_spec) -> None:
         assert outputs["datasets"]["chat"]["train"].startswith(
             "gs://acme-test-data/tunestack/datasets/chat/"
         )
-        assert outputs["jobs"]["first"] == {
+        first = outputs["jobs"]["first"]
+        assert re.fullmatch(r"gs://acme-test-out/runs/first/[0-9a-f]{16}", first["run_uri"])
+        assert first == {
             "name": "projects/acme-test-proj/locations/us-central1/tuningJobs/job-first",
-            "final_checkpoint_uri": "gs://acme-test-out/runs/first/postprocess/node-0/checkpoints/final",
+            "run_uri": first["run_uri"],
+            "final_checkpoint_uri": f"{first['run_uri']}/postprocess/node-0/checkpoints/final",
+            "checkpoint_uris": [],
         }
         assert outputs["endpoints"]["serve-custom"].endswith("/endpoints/endpoint-serve-custom")
 

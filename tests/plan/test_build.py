@@ -10,6 +10,7 @@ import yaml
 
 from infra.checks import validate
 from infra.plan import build_plan
+from infra.plan.keys import run_output_uri
 
 ROW = {
     "messages": [
@@ -109,7 +110,16 @@ def test_endpoint_fit(tmp_path: Path) -> None:
     e = plan.endpoints[0]
     assert e.weights_gb == 2.0 and e.fits is True
     assert e.depends_on == ("job-job0-done",)
-    assert e.model_uri == "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints/final"
+    # Each job version owns its prefix: {output_uri}/{run key of its inputs}.
+    job = plan.jobs[0]
+    assert job.run_uri == run_output_uri(
+        job.provider_inputs(plan.project.project_id, "us-central1")
+    )
+    assert (
+        job.run_uri.startswith("gs://acme-plan-data/runs/job0/")
+        and len(job.run_uri) == len("gs://acme-plan-data/runs/job0/") + 16
+    )
+    assert e.model_uri == f"{job.run_uri}/postprocess/node-0/checkpoints/final"
 
 
 def test_created_project_is_first(tmp_path: Path) -> None:
@@ -135,7 +145,6 @@ def test_unread_gs_dataset_has_unknown_counts(tmp_path: Path, monkeypatch) -> No
 
 def test_what_each_endpoint_serves(tmp_path: Path) -> None:
     spec = base(jobs=1)
-    ckpts = "gs://acme-plan-data/runs/job0/postprocess/node-0/checkpoints"
     weights = "gs://acme-plan-data/weights/w"
     spec["endpoints"] = [
         {"name": f"e-{sel}", "model": "job0", "checkpoint": sel, "machine_type": "g2-standard-8"}
@@ -150,6 +159,7 @@ def test_what_each_endpoint_serves(tmp_path: Path) -> None:
         }
     ]
     plan = plan_of(spec_file(tmp_path, spec))
+    ckpts = f"{plan.jobs[0].run_uri}/postprocess/node-0/checkpoints"
     got = {e.endpoint: (e.serves_uri, e.serves, e.canary_percent) for e in plan.endpoints}
     assert got == {
         "e-final": (f"{ckpts}/final", f"job job0, final: {ckpts}/final", None),

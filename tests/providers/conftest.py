@@ -316,6 +316,15 @@ def _proxy(api: LocalVertex) -> ThreadingHTTPServer:
 def _kind(method: str, path: str) -> str:
     if path.endswith(":deploy"):
         return "deploy"
+    for suffix, kind in (
+        (":deployModel", "endpoints.deployModel"),
+        (":mutateDeployedModel", "endpoints.mutate"),
+        ("/models:upload", "models.upload"),
+    ):
+        if path.endswith(suffix):
+            return kind
+    if method == "PATCH" and "/endpoints/" in path:
+        return "endpoints.update"
     if "/operations/" in path:
         return "operation.get"
     for coll in ("tuningJobs", "customJobs", "endpoints", "models"):

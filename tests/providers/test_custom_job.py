@@ -30,13 +30,23 @@ def test_single_replica_runs_the_trainer_with_the_jobs_arguments(vertex, make_ho
     assert list(pool.container_spec.command) == []
     args = list(pool.container_spec.args)
     assert args[args.index("--train-data") + 1] == "gs://data/train.jsonl"
-    assert args[args.index("--output-dir") + 1] == "gs://out/job1"
+    # The run key: the training inputs only, so a new image or machine is a new job on the
+    # same run dir (its trainer finds its own run config there), never another job's.
+    assert args[args.index("--output-dir") + 1] == outs["run_uri"]
+    assert (
+        outs["run_uri"].startswith("gs://out/job1/")
+        and outs["run_uri"] != f"gs://out/job1/{outs['key'][:16]}"
+    )
     assert args[args.index("--tuning-mode") + 1] == "PEFT_ADAPTER"
     assert args[args.index("--adapter-size") + 1] == "16"
     assert pool.machine_spec.machine_type == DEFAULT_CUSTOM_MACHINE
     assert job.labels["tunestack-key"] == outs["key"]
     _, again = host.create(custom_inputs(url))
     assert again["adopted"] is True and len(fake.jobs) == 1
+    _, other_image = make_host(CustomTrainingJobProvider()).create(
+        {**custom_inputs(url), "image_uri": IMAGE + "-v2"}
+    )
+    assert other_image["key"] != outs["key"] and other_image["run_uri"] == outs["run_uri"]
 
 
 def test_multi_replica_is_a_primary_pool_and_a_worker_pool_of_the_same_container(vertex, make_host):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import grpc
 import pytest
 from google.cloud import aiplatform_v1beta1 as aip
 from pulumi.runtime.proto import provider_pb2
 
+from infra.plan.inputs import ModelDeploymentArgs
 from infra.providers.deployment import ModelDeploymentProvider
 
 
@@ -87,7 +90,7 @@ def test_delete_also_removes_orphans_carrying_the_key(vertex, make_host):
     id_, outs = host.create(deploy_inputs(url))
     stray = aip.Model(
         name="projects/proj/locations/us-central1/models/9",
-        display_name=f"chat-model [ts-{outs['key'][:16]}]",
+        display_name=f"chat-model [ts-{outs['key'][:16]}-{'0' * 16}]",
     )
     other = aip.Model(
         name="projects/proj/locations/us-central1/models/8", display_name="someone else's"
@@ -98,24 +101,37 @@ def test_delete_also_removes_orphans_carrying_the_key(vertex, make_host):
     assert fake.endpoints == {} and list(fake.models) == [other.name]
 
 
-def test_diff_never_replaces_the_endpoint_for_weights_machine_or_replicas(vertex, make_host):
+def test_diff_replaces_only_the_endpoints_identity_and_updates_the_rest(vertex, make_host):
     _, url = vertex
     host = make_host(ModelDeploymentProvider())
     id_, outs = host.create(deploy_inputs(url))
     assert host.diff(id_, outs, deploy_inputs(url)).changes == provider_pb2.DiffResponse.DIFF_NONE
     d = host.diff(id_, outs, deploy_inputs(url, deadline_seconds=99))
     assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == []
-    # New weights or machine redeploy blue/green on the same endpoint; replicas scale in
-    # place: an update each (infra/plan/inputs.py), never a replacement.
+    # The endpoint is stable: weights, machine, replicas and canary swap models behind it.
     for field, value in [
         ("gcs_uri", "gs://x/final"),
         ("machine_type", "g2-standard-24"),
+        ("accelerator_count", 2),
+        ("model_display_name", "other"),
         ("max_replicas", 2),
+        ("canary_percent", 10),
     ]:
         d = host.diff(id_, outs, deploy_inputs(url, **{field: value}))
-        assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == [], field
-    d = host.diff(id_, outs, deploy_inputs(url, endpoint_display_name="other"))
-    assert list(d.replaces) == ["endpoint_display_name"]
+        assert d.changes == provider_pb2.DiffResponse.DIFF_SOME, field
+        assert list(d.replaces) == [], field
+    # Only what names the endpoint replaces it, as infra/plan/inputs.py declares.
+    for field, value in [
+        ("endpoint_display_name", "chat2"),
+        ("project", "p2"),
+        ("location", "europe-west4"),
+    ]:
+        assert list(host.diff(id_, outs, deploy_inputs(url, **{field: value})).replaces) == [field]
+    assert (
+        set(ModelDeploymentProvider.REPLACES)
+        == {f.name for f in fields(ModelDeploymentArgs) if f.metadata.get("replace", True)}
+        == {"project", "location", "endpoint_display_name", "api_endpoint"}
+    )
     new = host.update(id_, outs, deploy_inputs(url, deadline_seconds=99))
     assert (
         new["endpoint"] == id_ and new["model"] == outs["model"] and new["deadline_seconds"] == 99

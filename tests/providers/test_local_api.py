@@ -20,11 +20,11 @@ import pytest
 from google.cloud import aiplatform_v1beta1 as aip
 from provider_host import ProviderHost
 
+from infra.plan.keys import DISPLAY_KEY_LENGTH, label_filter
 from infra.providers.deployment import ModelDeploymentProvider
 from infra.providers.jobs import CustomTrainingJobProvider, JobCompletionProvider, TuningJobProvider
 from infra.vertex.deployments import find_models, get_endpoint, model_exists
 from infra.vertex.jobs import get_job, state_name
-from infra.vertex.keys import DISPLAY_KEY_LENGTH, label_filter
 from infra.vertex.target import Target, client
 
 CHAT = b"".join(
@@ -158,17 +158,24 @@ def test_train_deploy_destroy_with_crashes_against_the_local_api(
         # 3. Wait for the real trainer.
         done = {
             "project": "test-project", "location": "us-central1", "job_name": job_name,
-            "output_uri": job["output_uri"], "deadline_seconds": 600, "api_endpoint": proxy.url,
+            "output_uri": outs["run_uri"], "deadline_seconds": 600, "api_endpoint": proxy.url,
         }  # fmt: skip
         _, completion = second.using(JobCompletionProvider()).create(done)
         assert completion["state"] == "JOB_STATE_SUCCEEDED"
         final = completion["final_checkpoint_uri"]
-        assert final == "gs://providers-it/out/postprocess/node-0/checkpoints/final"
+        # This job version's own prefix under output_uri.
+        assert re.fullmatch(r"gs://providers-it/out/[0-9a-f]{16}", outs["run_uri"])
+        assert final == f"{outs['run_uri']}/postprocess/node-0/checkpoints/final"
         # One epoch: exactly one intermediate checkpoint, named by its step number.
         (ckpt,) = completion["checkpoint_uris"]
         assert re.fullmatch(
-            r"gs://providers-it/out/postprocess/node-0/checkpoints/checkpoint-\d+", ckpt
+            re.escape(outs["run_uri"]) + r"/postprocess/node-0/checkpoints/checkpoint-\d+", ckpt
         )
+        # The recorded checkpoints say which epoch each is (what epoch-N resolves from).
+        assert [(c["epoch"], c["uri"]) for c in completion["checkpoints"]] == [
+            (1, ckpt),
+            (1, final),
+        ]
         # 4. Deploy, killed right after :deploy was accepted; the re-run adopts, no orphans.
         dep = {
             "project": "test-project", "location": "us-central1", "gcs_uri": final,
@@ -234,13 +241,13 @@ def test_custom_training_job_runs_the_trainer_through_the_local_api(
         assert host.create(job)[1]["adopted"] is True
         done = {
             "project": "test-project", "location": "us-central1", "job_name": name,
-            "output_uri": job["output_uri"], "deadline_seconds": 600,
+            "output_uri": outs["run_uri"], "deadline_seconds": 600,
             "api_endpoint": local_api.api_url,
         }  # fmt: skip
         _, completion = host.using(JobCompletionProvider()).create(done)
     assert completion["state"] == "JOB_STATE_SUCCEEDED"
-    assert (
-        completion["final_checkpoint_uri"]
-        == "gs://providers-custom/out/postprocess/node-0/checkpoints/final"
+    assert completion["final_checkpoint_uri"] == (
+        f"{outs['run_uri']}/postprocess/node-0/checkpoints/final"
     )
+    assert outs["run_uri"].startswith("gs://providers-custom/out/")
     assert len(completion["checkpoint_uris"]) == 1

@@ -73,7 +73,9 @@ def test_create_submits_a_labelled_job_with_the_real_wire_shape(vertex, make_hos
         job.supervised_tuning_spec.hyper_parameters.adapter_size
         == aip.SupervisedHyperParameters.AdapterSize.ADAPTER_SIZE_SIXTEEN
     )
-    assert job.output_uri == "gs://out/job1"
+    # This job version's own prefix: {output_uri}/{first 16 of the key} (a managed job's run
+    # key is its job key), reported as run_uri.
+    assert job.output_uri == f"gs://out/job1/{outs['key'][:16]}" == outs["run_uri"]
     assert job.labels["tunestack-key"] == outs["key"] and job.labels["team"] == "ml"
     assert len(outs["key"]) == 40 and outs["key"] == outs["key"].lower()
     # Outputs carry every input, so diff has both sides; nothing undeclared leaks in.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from trainer import storage
+from trainer.runconfig import RunConfigMismatch
 from trainer.train import train
 
 from infra.gcs import client
@@ -57,13 +58,17 @@ def test_gs_inputs_and_outputs_via_emulator(
     assert any(n.startswith(f"{node}/checkpoints/final/model-00001-of-") for n in names)
     # Re-running with the same output finds the finished run in the bucket.
     assert train(cfg).already_done
-    # An interrupted run resumes from the state uploaded with the last checkpoint.
+    # Another config (3 epochs) on the same output is refused: the run config is in the bucket.
+    with pytest.raises(RunConfigMismatch, match="differing: epochs"):
+        train(config(**{**cfg.to_dict(), "epochs": 3}))
+    # An interrupted run (same config) resumes from the state uploaded with the last checkpoint.
     for b in c.list_blobs("tuning", prefix=f"{node}/checkpoints/final/"):
         b.delete()
-    res = train(config(**{**cfg.to_dict(), "epochs": 3}))
-    assert res.steps == 6
+    res = train(cfg)
+    assert res.steps == 4 and not res.already_done
+    assert bucket.blob(f"{node}/checkpoints/final/model.safetensors.index.json").exists()
     metrics = bucket.blob(f"{node}/metrics.jsonl").download_as_text().splitlines()
-    assert [json.loads(x)["step"] for x in metrics] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(x)["step"] for x in metrics] == [1, 2, 3, 4]
 
 
 def test_gcs_mount_is_used_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

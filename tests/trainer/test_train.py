@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from trainer.checkpoint import checkpoint_epochs
+from trainer.recipe import FineTuneRecipe
 from trainer.train import train
 from transformers import AutoModelForCausalLM
 
@@ -155,10 +155,20 @@ def test_resume_continues(
         "validation_data": data,
     }
     full = train(config(**{**kw, "output_dir": tmp_path / "ref"}, epochs=3))
-    # Interrupted run: 2 of 3 epochs done, then the final dir is lost as if killed.
-    train(config(**kw, epochs=2))
+    # Interrupted run: killed right after epoch 2's checkpoint (same config, so it resumes).
+    save = FineTuneRecipe.save_checkpoint
+
+    def killed_after_two(self: FineTuneRecipe, epochs_done: int) -> None:
+        save(self, epochs_done)
+        if epochs_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FineTuneRecipe, "save_checkpoint", killed_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            train(config(**kw, epochs=3))
     node = out / "postprocess/node-0"
-    shutil.rmtree(node / "checkpoints/final")
+    assert not (node / "checkpoints/final").exists()
     with (node / "metrics.jsonl").open("a") as fh:  # logged after the checkpoint, then killed
         fh.write(json.dumps({"step": 5, "epoch": 3, "loss": 1.0}) + "\n")
     state = json.loads((node / "resume/state.json").read_text())

@@ -167,3 +167,21 @@ def maybe_resume(
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
     return int(meta["epoch"]), int(meta["step"])
+
+
+#: Per-checkpoint metadata written beside the weights: epoch, step and validation loss.
+CHECKPOINT_META = "tunestack_checkpoint.json"
+
+
+def write_meta(ck_dir: Path, epoch: int, step: int, eval_loss: float | None) -> None:
+    """Records which epoch and step a checkpoint is, and its validation loss (None without a
+    validation set; read back from ``metrics.jsonl`` beside ``checkpoints/`` after a resume)."""
+    if eval_loss is None:
+        metrics_path = ck_dir.parent.parent / "metrics.jsonl"
+        if metrics_path.exists():
+            for line in metrics_path.read_text().splitlines():
+                rec = json.loads(line) if line else {}
+                if rec.get("step") == step and "eval_loss" in rec:
+                    eval_loss = float(rec["eval_loss"])
+    meta = {"epoch": epoch, "step": step, "eval_loss": eval_loss}
+    (ck_dir / CHECKPOINT_META).write_text(json.dumps(meta) + "\n")

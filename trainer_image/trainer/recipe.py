@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 from transformers import AutoConfig, AutoProcessor, AutoTokenizer
 
-from trainer import checkpoint, distributed, metrics, storage
+from trainer import checkpoint, distributed, metrics, runconfig, storage
 from trainer.config import FULL, TrainConfig, default_max_seq_length
 from trainer.data import DataReport, Row, collate, encode_all, make_rows, read_examples
 from trainer.distributed import Dist, log
@@ -68,6 +68,8 @@ class FineTuneRecipe:
         self.console = Console(stderr=True)
         self.scratch = Path(tempfile.mkdtemp(prefix="tunestack-trainer-"))
         self.step = 0
+        #: Epoch -> validation loss measured after it (this process's run).
+        self.eval_losses: dict[int, float] = {}
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -102,10 +104,17 @@ class FineTuneRecipe:
         self.out = storage.Output(cfg.output_dir, self.scratch)
         self.node = self.out.root / "postprocess" / "node-0"
         self.ckpts = self.node / "checkpoints"
+        self.out.pull(f"postprocess/node-0/{runconfig.RUN_CONFIG}")
         self.out.pull("postprocess/node-0/resume")
         self.out.pull("postprocess/node-0/metrics.jsonl")
         self.out.pull("postprocess/node-0/checkpoints/final/model.safetensors.index.json")
-        if (self.ckpts / "final" / "model.safetensors.index.json").exists():
+        # The run dir must be this configuration's: never resume from or finish on another's.
+        self.run_fields = runconfig.run_fields(cfg, train_path, self.val_path)
+        finished = (self.ckpts / "final" / "model.safetensors.index.json").exists()
+        runconfig.check(
+            self.node, self.run_fields, finished or (self.node / "resume" / "state.json").exists()
+        )
+        if finished:
             log(self.d, f"{self.ckpts / 'final'} exists: the run already finished")
             return False
         has_images = any(e.has_images for e in train_ex + val_ex)
@@ -122,6 +131,7 @@ class FineTuneRecipe:
         if self.d.main:
             self.node.mkdir(parents=True, exist_ok=True)
             metrics.truncate_metrics(self.node, self.step)
+            self.out.push(runconfig.write(self.node, self.run_fields))
             self._write_run_json()
         self.feed = Feeder(
             self.processor,
@@ -235,6 +245,7 @@ class FineTuneRecipe:
                 self.model.eval()
                 if self.val_rows:
                     eval_loss = evaluate(self.model, self.val_rows, cfg, self.pad_id, self.feed, d)
+                    self.eval_losses[epoch + 1] = round(eval_loss, 6)
                     if d.main:
                         rec = {"step": self.step, "epoch": epoch + 1}
                         metrics.append_metrics(self.node, {**rec, "eval_loss": round(eval_loss, 6)})
@@ -291,6 +302,8 @@ class FineTuneRecipe:
         """``checkpoint-<step>/`` weights and the resume state after ``epochs_done`` epochs."""
         ck = self.ckpts / f"checkpoint-{self.step}"
         self._save_weights(ck)
+        if self.d.main:
+            checkpoint.write_meta(ck, epochs_done, self.step, self.eval_losses.get(epochs_done))
         checkpoint.save_resume(
             self.node / "resume",
             self.model,
@@ -311,6 +324,9 @@ class FineTuneRecipe:
         final = self.ckpts / "final"
         self._save_weights(final, adapter=True)
         if self.d.main:
+            checkpoint.write_meta(
+                final, self.cfg.epochs, self.step, self.eval_losses.get(self.cfg.epochs)
+            )
             metrics.plot(self.node)
             for name in ("metrics.jsonl", "loss_curve.png"):
                 if (self.node / name).exists():

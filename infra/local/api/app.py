@@ -25,10 +25,12 @@ from infra.local.api import (
     custom_jobs,
     endpoints,
     local,
+    model_upload,
     models,
     operations,
     predict,
     routing,
+    traffic,
     tuning_jobs,
 )
 from infra.local.api.context import Context
@@ -129,6 +131,9 @@ def _vertex_routes() -> list[BaseRoute]:
     return [
         *tuning_jobs.routes(),
         *custom_jobs.routes(),
+        # Before endpoints': its :undeployModel honours the traffic split of several models.
+        *traffic.routes(),
+        *model_upload.routes(),
         *endpoints.routes(),
         *predict.routes(),
         *models.routes(),

@@ -7,8 +7,9 @@ trainer or checkpoint do on cue is scripted:
 
 - ``jobScript``: the states each new job walks through, one per GET of the job, instead of
   running the trainer (``jobError`` is the error of its last state);
-- ``deployRequests``: a deploy's operation is done after this many further API requests,
-  without loading weights (``deployError``: it fails with that message instead);
+- ``deployRequests``: a deploy's (``:deploy`` or ``:deployModel``) operation is done after
+  this many further API requests, without loading weights (``deployError``: it fails with
+  that message instead);
 - ``ignoreFilter``: list calls ignore their filter (a server that does not honour it).
 """
 
@@ -47,6 +48,7 @@ class Faults:
     ignore_filter: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     _held: dict[str, list[Any]] = field(default_factory=dict)
+    _held_models: dict[str, list[Any]] = field(default_factory=dict)
 
     def update(self, body: Any) -> None:
         """Sets the faults named in ``body`` (JSON names); the others keep their values.
@@ -99,12 +101,32 @@ class Faults:
 
     def tick(self) -> list[tuple[str, str, str, str]]:
         """One API request passed: the held deploys now due, as (op, endpoint, model, error)."""
+        return self._due(self._held)
+
+    def hold_deploy_model(self, op_id: str, endpoint_id: str, model_id: str) -> bool:
+        """As :meth:`hold_deploy`, for ``:deployModel`` onto an existing endpoint."""
+        with self.lock:
+            if self.deploy_requests <= 0:
+                return False
+            self._held_models[op_id] = [
+                self.deploy_requests,
+                endpoint_id,
+                model_id,
+                self.deploy_error,
+            ]
+            return True
+
+    def tick_models(self) -> list[tuple[str, str, str, str]]:
+        """As :meth:`tick`, for the held ``:deployModel`` calls."""
+        return self._due(self._held_models)
+
+    def _due(self, held_ops: dict[str, list[Any]]) -> list[tuple[str, str, str, str]]:
         due = []
         with self.lock:
-            for op_id, held in list(self._held.items()):
+            for op_id, held in list(held_ops.items()):
                 held[0] -= 1
                 if held[0] <= 0:
-                    del self._held[op_id]
+                    del held_ops[op_id]
                     due.append((op_id, held[1], held[2], held[3]))
         return due
 

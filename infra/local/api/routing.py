@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from infra.local.api import deployments
+from infra.local.api import deployments, model_deploys
 from infra.local.api.context import Context
 from infra.local.api.errors import ApiError
 from infra.local.api.wire import Rendered, render
@@ -99,6 +99,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
         def run() -> Rendered:
             deployments.tick(ctx)
+            model_deploys.tick(ctx)
             return handler(ctx, call)
 
         result = await anyio.to_thread.run_sync(run)
