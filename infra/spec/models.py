@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 #: Most epochs of one tuning job (Vertex bills tokens x epochs; it keeps at most 10 checkpoints).
 MAX_EPOCHS = 100
 #: Largest absolute learning rate.
