@@ -130,8 +130,14 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
     changes = Changes()
     found = daemon.running()
     record = _Record(spec_path)
+    if found is None and daemon.has_state():
+        # Its state survives a stop and would be served again at the next start: start the
+        # server to undeploy and cancel what the state holds, then stop it again (below).
+        console.print("the local API is stopped but its state holds resources: starting it")
+        daemon.ensure(smoke=False)
+        found = daemon.running()
     if found is None:
-        console.print("no local API is running: nothing is deployed or training")
+        console.print("no local API is running and no state is left: nothing is deployed")
         return changes
     api, _ = found
     report = checks.validate(spec_path)

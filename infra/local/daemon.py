@@ -14,8 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from infra import catalog
 from infra.local import home
 
 # infra.cli has no __main__ module; this is the console script's body.
@@ -45,6 +47,27 @@ def running() -> tuple[home.LocalApi, dict[str, Any]] | None:
         return None
     info = status(api)
     return (api, info) if info is not None else None
+
+
+def has_state(root: Path | None = None) -> bool:
+    """True when the local state holds an endpoint, a model or a job that is not finished.
+
+    Read from the files directly (the server may be stopped); unreadable files count as
+    state, so that a start moves them aside and says so.
+    """
+    state = (root or home.home()) / "local" / "state"
+    for collection in ("endpoints", "models"):
+        if any((state / collection).glob("*.json")):
+            return True
+    for collection in ("tuningJobs", "customJobs"):
+        for path in (state / collection).glob("*.json"):
+            try:
+                job = json.loads(path.read_text())["resource"]
+                if job.get("state") not in catalog.TERMINAL_JOB_STATES:
+                    return True
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return True
+    return False
 
 
 def ensure(smoke: bool, timeout: float = 60.0) -> tuple[home.LocalApi, bool]:

@@ -56,14 +56,16 @@ class NameRefused(ValueError):
 
 
 def check_name(name: str, what: str = "object name") -> None:
-    """Refuses names with ``.``/``..`` segments, NUL or control characters.
+    """Refuses names with ``.``/``..`` segments, backslashes, NUL or control characters.
 
     Raises:
         NameRefused: with a message naming the problem.
     """
     if _CONTROL.search(name):
         raise NameRefused(f"{what} contains NUL or control characters")
-    for segment in re.split(r"[/\\]", name):
+    if "\\" in name:  # a path separator to some filesystems; the emulator answers 500
+        raise NameRefused(f"{what} contains a backslash")
+    for segment in name.split("/"):
         if segment in (".", ".."):
             raise NameRefused(f"{what} has a '{segment}' segment: {name[:200]!r}")
 
@@ -80,8 +82,9 @@ def check_query(query: str) -> None:
     for key, value in parse_qsl(query, keep_blank_values=True):
         if _CONTROL.search(key) or _CONTROL.search(value):
             raise NameRefused(f"query parameter {key[:50]!r} contains control characters")
-        if key in NAME_PARAMS:
+        if key in NAME_PARAMS:  # decoded once by parse_qsl, and once more (%252e)
             check_name(value, f"{key} parameter")
+            check_name(unquote(value), f"{key} parameter")
 
 
 def check_metadata(data: Any) -> None:

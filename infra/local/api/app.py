@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,6 +77,7 @@ def build(ctx: Context, lifespan: Lifespan | None = None) -> Starlette:
             ),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.ctx = ctx
     return app
@@ -168,6 +170,13 @@ def _vertex_routes() -> list[BaseRoute]:
         *operations.routes(),
         Route("/{rest:path}", routing.guarded(routing.not_implemented)),
     ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (405 on a known path) in Google's error shape."""
+    code = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return ApiError(code, f"{detail}: {request.method} {request.url.path[:200]}").response()
 
 
 async def _no_such_version(request: Request) -> Response:
