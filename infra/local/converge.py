@@ -412,7 +412,10 @@ class _Record:
         try:
             self.data: dict[str, Any] = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.data = {"spec": str(spec_path.resolve()), "jobs": {}, "endpoints": {}}
+            self.data = {}
+        if not isinstance(self.data, dict):  # `[]`, `null`: start afresh (it is a cache)
+            self.data = {}
+        self.data.setdefault("spec", str(spec_path.resolve()))
 
     def set(self, section: str, key: str, value: Any) -> None:
         self.data.setdefault(section, {})[key] = value

@@ -210,6 +210,8 @@ def model_map() -> dict[str, str]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: not a JSON object of model id -> directory ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object of model id -> directory")
     return {str(k): str(v) for k, v in data.items()}
