@@ -317,7 +317,7 @@ def _path_errors(cfg: TrainConfig) -> list[str]:
         value = getattr(cfg, name)
         if isinstance(value, str) and value and not value.startswith("gs://"):
             problem = storage.local_file_problem(Path(value))
-            if problem:
+            if problem and problem != "does not exist":  # reported when fetched, as before
                 errs.append(f"{name}: {value} {problem}")
     out = cfg.output_dir
     if isinstance(out, str) and out and not out.startswith("gs://"):
