@@ -96,7 +96,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         )
         target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
-        buckets_api = gcs.client(plan.project.project_id, api.storage_url)
+        buckets_api = gcs.client(plan.project.project_id, api.storage_url, token=api.token)
         _buckets(buckets_api, plan, changes, console, status)
         _uploads(buckets_api, plan, changes, console, status)
         record.meta(project=plan.project.project_id, region=plan.project.region)
@@ -193,7 +193,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console) -> Changes:
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            buckets_api = gcs.client(project, api.storage_url)
+            buckets_api = gcs.client(project, api.storage_url, token=api.token)
             for bucket in plan.buckets:
                 b = buckets_api.bucket(bucket.bucket)
                 if not b.exists():

@@ -30,6 +30,9 @@ from starlette.types import Receive, Scope, Send
 from infra.local.api.errors import ApiError
 from infra.local.api.middleware import (
     BODY_READ_TIMEOUT_S,
+    KEEP_ALIVE_TIMEOUT_S,
+    MAX_HEADER_BYTES,
+    BoundedH11,
     HostAllowlist,
     check_credentials,
     loads_strict,
@@ -214,8 +217,9 @@ class DoorServer:
             log_level="warning",
             access_log=False,
             server_header=False,
-            timeout_keep_alive=5,
-            h11_max_incomplete_event_size=64 * 1024,
+            http=BoundedH11,
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="storage-door", daemon=True)

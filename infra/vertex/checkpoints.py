@@ -36,7 +36,9 @@ def checkpoint_uris(target: Target, output_uri: str) -> tuple[str, list[str]]:
 
 
 def _list_prefixes(target: Target, bucket: str, prefix: str) -> list[str]:
-    client = gcs.client(target.project, target.resolved_storage_endpoint())
+    client = gcs.client(
+        target.project, target.resolved_storage_endpoint(), token=target.storage_token()
+    )
     it = client.list_blobs(bucket, prefix=prefix, delimiter="/")
     list(it)  # prefixes fill in only once pages are consumed
     return sorted(it.prefixes)

@@ -91,6 +91,15 @@ class Target:
         """``projects/{project}/locations/{location}``."""
         return f"projects/{self.project}/locations/{self.location}"
 
+    def storage_token(self) -> str | None:
+        """The local storage door's token (the API's) for a local target, else None."""
+        if not self.is_local:
+            return None
+        try:
+            return home.read_token()
+        except OSError:
+            return None
+
     def resolved_storage_endpoint(self) -> str | None:
         """The storage emulator URL for a local target (from api.json when not set)."""
         if not self.is_local or self.storage_endpoint:
