@@ -65,7 +65,7 @@ CODES: dict[str, str] = {
     "line-too-long": "A dataset line over the size limit (32 MiB); JSONL files are read line by line.",
     "tokenizer-unavailable": "The dataset's tokenizer cannot be loaded offline; token counts are estimated.",
     # input limits
-    "spec-too-large": "A spec file over 1 MiB, or over 50000 YAML values (each use of an alias counted).",
+    "spec-too-large": "A spec file over 1 MiB, or over 20000 YAML values (each use of an alias counted).",
     "nesting-too-deep": "Mappings and sequences nested deeper than 32 levels.",
 }
 

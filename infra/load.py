@@ -27,7 +27,7 @@ from infra.spec import Spec
 MAX_SPEC_BYTES = 1024 * 1024
 #: Most YAML nodes in one spec, aliases counted at every use (an alias bomb expands
 #: exponentially: it is refused while building, never expanded). Beyond: ``spec-too-large``.
-MAX_YAML_NODES = 50_000
+MAX_YAML_NODES = 20_000
 #: Deepest nesting of mappings and sequences. Beyond: ``nesting-too-deep``.
 MAX_YAML_DEPTH = 32
 
