@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
-from google.oauth2.credentials import Credentials
 from google.cloud import storage
+from google.oauth2.credentials import Credentials
 
 
 def main() -> int:
