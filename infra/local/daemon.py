@@ -93,7 +93,7 @@ def ensure(smoke: bool, timeout: float = 60.0) -> tuple[home.LocalApi, bool]:
             )
         return api, False
     proc, api = spawn(["--smoke"] if smoke else [], timeout=timeout)
-    (home.local_dir() / "server.pid").write_text(f"{proc.pid}\n")
+    home.write_private_atomic(home.local_dir() / "server.pid", f"{proc.pid}\n".encode())
     return api, True
 
 
@@ -114,7 +114,7 @@ def spawn(
     Raises:
         DaemonError: when it exits or does not answer in time.
     """
-    log = (home.local_dir() / "server.log").open("ab")
+    log = home.open_private_log(home.local_dir() / "server.log")
     cmd = [sys.executable, "-c", _ENTRY, "serve", "--port", "0", *args]
     proc = subprocess.Popen(
         cmd,
