@@ -182,6 +182,8 @@ class StorageDoor:
             answer = await self.client.send(upstream, stream=True)
         except httpx.HTTPError as e:
             return ApiError(503, f"storage emulator unavailable: {type(e).__name__}").response()
+        if answer.status_code >= 500:
+            return await _upstream_error(answer)
         out = {
             k: v
             for k, v in answer.headers.items()
@@ -241,6 +243,29 @@ class DoorServer:
         """Asks uvicorn to exit and waits for the thread (5 s at most)."""
         self.server.should_exit = True
         self.thread.join(5)
+
+
+#: What fake-gcs-server's filesystem backend says when an object ``a`` and objects under
+#: ``a/`` collide (Cloud Storage allows both; a filesystem cannot).
+_COLLISION = ("file exists", "not a directory", "is a directory")
+
+
+async def _upstream_error(answer: httpx.Response) -> Response:
+    """An emulator failure as a clear answer: a name collision is 409, anything else 502."""
+    try:
+        await answer.aread()
+        message = str(answer.json().get("error", {}).get("message", ""))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        message = ""
+    finally:
+        await answer.aclose()
+    if any(words in message for words in _COLLISION):
+        return ApiError(
+            409,
+            "the local storage emulator cannot hold both an object and objects under it as a "
+            "prefix (its filesystem backend); choose another name",
+        ).response()
+    return ApiError(502, f"storage emulator error {answer.status_code}").response()
 
 
 async def _read(request: Request, limit: int) -> bytes:

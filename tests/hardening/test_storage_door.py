@@ -186,3 +186,21 @@ def test_good_names_pass_the_checks(name: str) -> None:
 def test_bad_names_fail_the_checks(name: str) -> None:
     with pytest.raises(storage_door.NameRefused):
         storage_door.check_name(name)
+
+
+def test_object_and_prefix_collision_is_409_not_500(server: Server, bucket: str) -> None:
+    """Found by the fuzzer: fake-gcs-server's filesystem backend answered 500 (with its paths)."""
+    for first, second in (("col/a/b", "col/a"), ("col/c", "col/c/d")):
+        assert (
+            raw(
+                server,
+                "POST",
+                f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={first}",
+                b"x",
+            )[0]
+            == 200
+        )
+        status, _, body = raw(
+            server, "POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={second}", b"x"
+        )
+        assert status == 409 and b"/tmp" not in body and str(server.home).encode() not in body
