@@ -67,7 +67,15 @@ CODES: dict[str, str] = {
     "file-unreadable": "A file that exists but cannot be read.",
     "line-too-long": "A dataset line over the size limit (32 MiB); JSONL files are read line by line.",
     "tokenizer-unavailable": "The dataset's tokenizer cannot be loaded offline; token counts are estimated.",
+    # input limits
+    "spec-too-large": "A spec file over 1 MiB, or over 20000 YAML values (each use of an alias counted).",
+    "nesting-too-deep": "Mappings and sequences nested deeper than 32 levels.",
 }
+
+#: Longest value quoted in a message (characters); longer ones are cut with ``...``.
+MAX_VALUE_CHARS = 200
+#: Longest message of one diagnostic (characters); the rest is cut with ``...``.
+MAX_MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,10 @@ class Diagnostic:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unknown diagnostic code {self.code!r}")
+        if len(self.message) > MAX_MESSAGE_CHARS:  # frozen: the one place a message is cut
+            object.__setattr__(self, "message", shorten(self.message, MAX_MESSAGE_CHARS))
+        if len(self.field) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "field", shorten(self.field, MAX_MESSAGE_CHARS))
 
     def format(self) -> str:
         """``path:line:col: error[code]: field.path: message``."""
@@ -208,6 +220,12 @@ def has_errors(diagnostics: list[Diagnostic], strict: bool = False) -> bool:
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.file, d.line, d.column, d.code)
+
+
+def shorten(value: object, limit: int = MAX_VALUE_CHARS) -> str:
+    """``value`` as text of at most ``limit`` characters, cut with ``...`` when longer."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

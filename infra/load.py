@@ -9,6 +9,8 @@ error at the line of the offending key. Every problem is reported, not just the 
 from __future__ import annotations
 
 import copy
+import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,8 +20,50 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from infra.diagnostics import Diagnostic, Positions, Reporter, did_you_mean, locate
+from infra.diagnostics import Diagnostic, Positions, Reporter, did_you_mean, locate, shorten
 from infra.spec import Spec
+
+#: Largest spec file read (bytes); a spec is a few KiB. Beyond: ``spec-too-large``.
+MAX_SPEC_BYTES = 1024 * 1024
+#: Most YAML nodes in one spec, aliases counted at every use (an alias bomb expands
+#: exponentially: it is refused while building, never expanded). Beyond: ``spec-too-large``.
+MAX_YAML_NODES = 20_000
+#: Deepest nesting of mappings and sequences. Beyond: ``nesting-too-deep``.
+MAX_YAML_DEPTH = 32
+
+
+class _TooLarge(Exception):
+    """The document breaks a size limit (code, message, YAML mark)."""
+
+    def __init__(self, code: str, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses nesting deeper than :data:`MAX_YAML_DEPTH`.
+
+    PyYAML composes recursively (two frames per level), so a deep document would otherwise
+    end in RecursionError; aliases are not expanded while composing (see ``_Builder``).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            self._depth += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise _TooLarge(
+                        "nesting-too-deep",
+                        f"the spec nests deeper than {MAX_YAML_DEPTH} levels",
+                        self.peek_event().start_mark,
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        return super().compose_node(parent, index)
 
 
 @dataclass
@@ -64,7 +108,9 @@ def load_spec(path: str | Path) -> Loaded:
     display = str(path)
     report = Reporter(display)
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = _read_spec(p, display).decode("utf-8")
+    except _TooLarge as e:
+        report.error(e.code, "", str(e), line=0)
     except FileNotFoundError:
         report.error("file-not-found", "", f"spec file {display} does not exist", line=0)
     except IsADirectoryError:
@@ -72,7 +118,7 @@ def load_spec(path: str | Path) -> Loaded:
     except OSError as e:
         report.error("file-unreadable", "", f"cannot read {display}: {e.strerror or e}", line=0)
     except UnicodeDecodeError as e:
-        line, col = _byte_position(p.read_bytes(), e.start)
+        line, col = _byte_position(e.object, e.start)
         report.error(
             "invalid-encoding", "", f"the spec is not UTF-8 ({e.reason})", line=line, column=col
         )
@@ -85,8 +131,16 @@ def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
     """Like :func:`load_spec` for YAML text already in memory (``display`` names it in messages)."""
     p = path or Path(display)
     report = Reporter(display)
+    if len(text) > MAX_SPEC_BYTES:
+        message = f"the spec is over the limit of {MAX_SPEC_BYTES} bytes"
+        report.error("spec-too-large", "", message, line=0)
+        return Loaded(p, None, report.diagnostics)
     try:
-        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.compose_all(text, Loader=_BoundedLoader))
+    except _TooLarge as e:
+        line, col = (e.mark.line + 1, e.mark.column + 1) if e.mark else (0, 0)
+        report.error(e.code, "", str(e), line=line, column=col)
+        return Loaded(p, None, report.diagnostics)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -108,7 +162,12 @@ def load_text(text: str, display: str, path: Path | None = None) -> Loaded:
         )
         return Loaded(p, None, report.diagnostics)
     builder = _Builder(report)
-    data: Any = builder.build(docs[0], "") if docs else {}
+    try:
+        data: Any = builder.build(docs[0], "") if docs else {}
+    except _TooLarge as e:
+        line, col = (e.mark.line + 1, e.mark.column + 1) if e.mark else (0, 0)
+        report.error(e.code, "", str(e), line=line, column=col)
+        return Loaded(p, None, report.diagnostics)
     positions = builder.positions
     positions.setdefault("", (1, 1))
     report.positions = positions
@@ -146,6 +205,27 @@ def dotted(loc: tuple[Any, ...]) -> str:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def _read_spec(p: Path, display: str) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_SPEC_BYTES`.
+
+    A FIFO or device is refused before it is opened (opening a FIFO blocks until a writer
+    comes; /dev/zero never ends).
+    """
+    mode = p.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(display)
+    if not stat.S_ISREG(mode):
+        raise _TooLarge("file-unreadable", f"{display} is not a regular file", None)
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise _TooLarge(
+            "spec-too-large", f"the spec is over the limit of {MAX_SPEC_BYTES} bytes", None
+        )
+    return data
+
+
 def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
     line = data.count(b"\n", 0, offset) + 1
     col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
@@ -159,8 +239,34 @@ class _Builder:
         self.report = report
         self.positions: Positions = {}
         self._constructor = yaml.constructor.SafeConstructor()
+        self._nodes = 0
+        self._depth = 0
 
     def build(self, node: yaml.Node, path: str) -> Any:
+        # Aliases are shared nodes: each use is built (and counted) again, so the count
+        # bounds the expansion of an alias bomb as well as a document that is just long.
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise _TooLarge(
+                "spec-too-large",
+                f"the spec has over {MAX_YAML_NODES} values (counting each use of an alias)",
+                node.start_mark,
+            )
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._scalar(node)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:  # reachable through aliases only
+                raise _TooLarge(
+                    "nesting-too-deep",
+                    f"the spec nests deeper than {MAX_YAML_DEPTH} levels",
+                    node.start_mark,
+                )
+            return self._build_collection(node, path)
+        finally:
+            self._depth -= 1
+
+    def _build_collection(self, node: yaml.Node, path: str) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             seen: dict[Any, tuple[int, int]] = {}
@@ -168,7 +274,7 @@ class _Builder:
                 key = (
                     self._scalar(key_node)
                     if isinstance(key_node, yaml.ScalarNode)
-                    else str(key_node.value)
+                    else shorten(str(key_node.value))
                 )
                 pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 child = f"{path}.{key}" if path else str(key)
@@ -210,7 +316,7 @@ def _pydantic_diagnostics(e: ValidationError, data: Any, report: Reporter) -> No
         fld = dotted(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            key = str(loc[-1])
+            key = shorten(str(loc[-1]))
             allowed = _fields_at(loc[:-1])
             hint = did_you_mean(key, allowed) or (
                 f" (known keys: {', '.join(allowed)})" if allowed else ""
@@ -226,9 +332,11 @@ def _pydantic_diagnostics(e: ValidationError, data: Any, report: Reporter) -> No
             got = _value_at(data, loc)
             if kind == "literal_error" and isinstance(got, str):
                 expected = [str(x) for x in typing.get_args(_annotation_at(loc))]
-                msg = f"{got!r} is not one of {', '.join(expected)}" + did_you_mean(got, expected)
+                msg = f"{shorten(got)!r} is not one of {', '.join(expected)}" + did_you_mean(
+                    shorten(got), expected
+                )
             elif got is not _MISSING and not isinstance(got, dict | list):
-                msg = f"{msg} (got {got!r})"
+                msg = f"{msg} (got {shorten(repr(got))})"
             report.error("invalid-value", fld, msg)
 
 

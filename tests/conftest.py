@@ -59,10 +59,10 @@ class LocalApiHandle:
         return Credentials(token=self.token)
 
     def storage_client(self) -> Any:
-        """A google-cloud-storage client bound to the emulator."""
+        """A google-cloud-storage client of the storage door, sending the token."""
         from infra import gcs
 
-        return gcs.client(endpoint=self.storage_url)
+        return gcs.client(endpoint=self.storage_url, token=self.token)
 
 
 @pytest.fixture(scope="session")

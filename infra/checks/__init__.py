@@ -8,6 +8,7 @@ collecting all diagnostics at once, and summarises what each job will train on.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,9 +160,8 @@ def _check_file(
             uri=uri, local_path=None
         ), []  # already an invalid-uri in the spec checks
     path = resolve_dataset_path(loaded.path, uri)
-    if not path.is_file():
-        what = "is a directory, not a JSONL file" if path.is_dir() else "does not exist"
-        code = "file-unreadable" if path.is_dir() else "file-not-found"
+    if not path.is_file() or not stat.S_ISREG(path.stat().st_mode):
+        code, what = _not_a_file(path)
         r.error(code, field, f"dataset file {uri} {what} (resolved to {path})")
         return FileSummary(uri=uri, local_path=path), []
     total = path.stat().st_size
@@ -231,3 +231,18 @@ def _finish(diags: list[Diagnostic], strict: bool, spec_display: str) -> list[Di
     for d in diags:
         order.setdefault(d.file, len(order))
     return sorted(diags, key=lambda d: (order[d.file], d.line, d.column, d.code))
+
+
+def _not_a_file(path: Path) -> tuple[str, str]:
+    """The code and words for a dataset path that is not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "file-not-found", "is a dangling symlink"
+        return "file-not-found", "does not exist"
+    except OSError as e:  # ELOOP: a symlink loop; EACCES
+        return "file-unreadable", f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "file-unreadable", "is a directory, not a JSONL file"
+    return "file-unreadable", "is not a regular file (a FIFO, socket or device)"

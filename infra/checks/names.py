@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 
 from infra import gcs
-from infra.diagnostics import Reporter, did_you_mean, locate
+from infra.diagnostics import Reporter, did_you_mean, locate, shorten
 from infra.spec import Spec
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
@@ -94,6 +94,9 @@ def check_gs_uri(
     problem = bucket_name_problem(gs.bucket)
     if problem:
         r.error("invalid-uri", field, f"{uri!r}: bucket name {gs.bucket!r} {problem}")
+        return
+    if escape := gcs.escape_problem(uri):
+        r.error("invalid-uri", field, f"{shorten(uri)!r} {escape}")
         return
     if need_object and (not gs.object or gs.object.endswith("/")):
         r.error(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from types import ModuleType
 
@@ -37,17 +38,55 @@ def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to 1 to see the traceback of an unexpected error (normally one line, exit 1).
+DEBUG_ENV = "TUNESTACK_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tunestack`` console script."""
-    args_in = sys.argv[1:] if argv is None else argv
-    owner = next((m for m, cmds in COMMANDS.items() if args_in and args_in[0] in cmds), None)
-    parser = build_parser([owner] if owner else None)
-    args = parser.parse_args(args_in)
+    """Entry point of the ``tunestack`` console script.
+
+    Whatever happens, the user sees one line: Ctrl-C at any point exits 130, a lost
+    connection or any other failure exits 1 (the traceback only with ``TUNESTACK_DEBUG=1``).
+    """
     try:
+        args_in = sys.argv[1:] if argv is None else argv
+        owner = next((m for m, cmds in COMMANDS.items() if args_in and args_in[0] in cmds), None)
+        parser = build_parser([owner] if owner else None)
+        args = parser.parse_args(args_in)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("tunestack: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tunestack plan | head`
+        return 1
+    except Exception as e:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {describe(e)}", file=sys.stderr)
+        return 1
+
+
+def describe(error: BaseException) -> str:
+    """One line for an unexpected failure: a lost connection says what to do."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and seen not in chain and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for e in chain:
+        name = type(e).__name__
+        if isinstance(e, ConnectionError) or "ConnectionError" in name or "Unavailable" in name:
+            return (
+                f"lost the connection to the local API or storage ({_first_line(e)}): is "
+                "`tunestack serve` still running? Start it again (or re-run `tunestack up "
+                "--local`, which starts one) and retry"
+            )
+    return f"{type(error).__name__}: {_first_line(error)} (set {DEBUG_ENV}=1 for the traceback)"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
 
 
 def _module(name: str) -> ModuleType:

@@ -176,8 +176,8 @@ def _api(spec: Spec, stack: LocalStack) -> CheckResult:
 
 def _storage(stack: LocalStack, project: str) -> tuple[CheckResult, StorageClient | None]:
     try:
-        # The emulator checks no auth (as fake-gcs-server): anonymous, like infra.local.storage.
-        client = gcs.client(project, stack.storage_url)
+        # The storage door takes the API's token.
+        client = gcs.client(project, stack.storage_url, token=stack.token)
         next(iter(client.list_buckets(max_results=1, timeout=TIMEOUT_S, retry=None)), None)
     except CALL_ERRORS as e:
         return CheckResult(

@@ -102,7 +102,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         )
         target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
-        buckets_api = gcs.client(plan.project.project_id, api.storage_url)
+        buckets_api = gcs.client(plan.project.project_id, api.storage_url, token=api.token)
         _adopted_buckets_exist(buckets_api, plan, api.storage_url, status)
         _buckets(buckets_api, plan, changes, console, status)
         _uploads(buckets_api, plan, changes, console, status)
@@ -140,8 +140,14 @@ def down(spec_path: Path, delete_buckets: bool, console: Console, force: bool = 
     changes = Changes()
     found = daemon.running()
     record = _Record(spec_path)
+    if found is None and daemon.has_state():
+        # Its state survives a stop and would be served again at the next start: start the
+        # server to undeploy and cancel what the state holds, then stop it again (below).
+        console.print("the local API is stopped but its state holds resources: starting it")
+        daemon.ensure(smoke=False)
+        found = daemon.running()
     if found is None:
-        console.print("no local API is running: nothing is deployed or training")
+        console.print("no local API is running and no state is left: nothing is deployed")
         return changes
     api, _ = found
     report = checks.validate(spec_path)
@@ -199,7 +205,9 @@ def down(spec_path: Path, delete_buckets: bool, console: Console, force: bool = 
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            _delete_buckets(gcs.client(project, api.storage_url), plan, changes, console)
+            _delete_buckets(
+                gcs.client(project, api.storage_url, token=api.token), plan, changes, console
+            )
     record.clear()
     if _server_idle(target):
         pid = daemon.stop()
@@ -478,7 +486,10 @@ class _Record:
         try:
             self.data: dict[str, Any] = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.data = {"spec": str(spec_path.resolve()), "jobs": {}, "endpoints": {}}
+            self.data = {}
+        if not isinstance(self.data, dict):  # `[]`, `null`: start afresh (it is a cache)
+            self.data = {}
+        self.data.setdefault("spec", str(spec_path.resolve()))
 
     def set(self, section: str, key: str, value: Any) -> None:
         self.data.setdefault(section, {})[key] = value

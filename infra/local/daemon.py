@@ -13,9 +13,10 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from infra import wait
+from infra import catalog, wait
 from infra.local import home
 
 # infra.cli has no __main__ module; this is the console script's body.
@@ -47,6 +48,27 @@ def running() -> tuple[home.LocalApi, dict[str, Any]] | None:
     return (api, info) if info is not None else None
 
 
+def has_state(root: Path | None = None) -> bool:
+    """True when the local state holds an endpoint, a model or a job that is not finished.
+
+    Read from the files directly (the server may be stopped); unreadable files count as
+    state, so that a start moves them aside and says so.
+    """
+    state = (root or home.home()) / "local" / "state"
+    for collection in ("endpoints", "models"):
+        if any((state / collection).glob("*.json")):
+            return True
+    for collection in ("tuningJobs", "customJobs"):
+        for path in (state / collection).glob("*.json"):
+            try:
+                job = json.loads(path.read_text())["resource"]
+                if job.get("state") not in catalog.TERMINAL_JOB_STATES:
+                    return True
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return True
+    return False
+
+
 def ensure(smoke: bool, timeout: float = 60.0) -> tuple[home.LocalApi, bool]:
     """Reuses the running local API or starts one in the background.
 
@@ -70,7 +92,7 @@ def ensure(smoke: bool, timeout: float = 60.0) -> tuple[home.LocalApi, bool]:
             )
         return api, False
     proc, api = spawn(["--smoke"] if smoke else [], timeout=timeout)
-    (home.local_dir() / "server.pid").write_text(f"{proc.pid}\n")
+    home.write_private_atomic(home.local_dir() / "server.pid", f"{proc.pid}\n".encode())
     return api, True
 
 
@@ -91,7 +113,7 @@ def spawn(
     Raises:
         DaemonError: when it exits or does not answer in time.
     """
-    log = (home.local_dir() / "server.log").open("ab")
+    log = home.open_private_log(home.local_dir() / "server.log")
     cmd = [sys.executable, "-c", _ENTRY, "serve", "--port", "0", *args]
     proc = subprocess.Popen(
         cmd,

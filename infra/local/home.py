@@ -15,14 +15,17 @@ Any client sending ``Authorization: Bearer <token>`` is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import secrets
 import signal
+import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Environment variable naming a JSON file that maps catalog ids to local weights.
 MODEL_MAP_ENV = "TUNESTACK_MODEL_MAP"
@@ -34,10 +37,26 @@ def home() -> Path:
 
 
 def local_dir() -> Path:
-    """``$TUNESTACK_HOME/local``, created on demand."""
-    path = home() / "local"
-    path.mkdir(parents=True, exist_ok=True)
+    """``$TUNESTACK_HOME/local``, created on demand (mode 0700: it holds the token)."""
+    return private_dir(home() / "local")
+
+
+def private_dir(path: Path) -> Path:
+    """Creates ``path`` (and parents) and makes it 0700; returns it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        if stat.S_IMODE(path.stat().st_mode) != 0o700:
+            os.chmod(path, 0o700)
     return path
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """Opens a log for appending, created 0600 (trainer output can quote data and paths)."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def api_file(root: Path | None = None) -> Path:
@@ -88,14 +107,12 @@ def ensure_token() -> str:
     if path.exists():
         token = read_token()
         if token:
+            os.chmod(path, 0o600)
             return token
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = secrets.token_urlsafe(32)
-    # O_EXCL-free but created with 0600 from the start: the token is never briefly readable.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
+    # Written atomically and 0600 from the start: never briefly readable, never half written.
+    write_private_atomic(path, (token + "\n").encode())
     return token
 
 
@@ -136,11 +153,31 @@ def write_api_file(api_url: str, storage_url: str, pid: int) -> None:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Writes JSON through a temporary file and ``os.replace`` so a crash leaves old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    """Writes JSON (0600) so that a crash or a full disk leaves the old file or the new one."""
+    write_private_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def write_private_atomic(path: Path, data: bytes) -> None:
+    """Temp file (0600) + fsync + rename + directory fsync: old or new, never torn."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def die_with_parent() -> None:
@@ -173,6 +210,8 @@ def model_map() -> dict[str, str]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: not a JSON object of model id -> directory ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object of model id -> directory")
     return {str(k): str(v) for k, v in data.items()}

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from infra import catalog, wait
@@ -31,6 +32,10 @@ _LIVE = frozenset(
 )
 #: ``internal`` key of a job whose states a test scripts (fault injection): never launched.
 SCRIPTED = "script"
+#: Seconds a running job may go without progress (no new line in its log) before the
+#: watchdog fails it. ``TUNESTACK_JOB_WATCHDOG_SECONDS`` or ``Settings.job_watchdog_s``.
+JOB_WATCHDOG_S = 1800.0
+WATCHDOG_ENV = "TUNESTACK_JOB_WATCHDOG_SECONDS"
 
 
 class Scheduler:
@@ -41,17 +46,28 @@ class Scheduler:
         storage_url: The GCS emulator URL given to the trainer as ``STORAGE_EMULATOR_HOST``.
         smoke: Replace catalog base models without a local mapping by tiny random models.
         poll_interval: Seconds between scheduler ticks.
+        token: The storage door's bearer token, given to the trainer.
+        watchdog_s: Seconds without progress before a running job is failed. Default:
+            ``$TUNESTACK_JOB_WATCHDOG_SECONDS``, else :data:`JOB_WATCHDOG_S`.
     """
 
     def __init__(
-        self, store: Store, storage_url: str, smoke: bool, poll_interval: float = 0.3
+        self,
+        store: Store,
+        storage_url: str,
+        smoke: bool,
+        poll_interval: float = 0.3,
+        token: str = "",
+        watchdog_s: float | None = None,
     ) -> None:
         self.store = store
         self.storage_url = storage_url
         self.smoke = smoke
         self.poll_interval = poll_interval
+        self.token = token
+        self.watchdog_s = watchdog_s or float(os.environ.get(WATCHDOG_ENV) or JOB_WATCHDOG_S)
         self.logs = home.local_dir() / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._current: tuple[str, str, subprocess.Popen[bytes]] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -117,9 +133,19 @@ class Scheduler:
             collection, rid, proc = self._current
             code = proc.poll()
             if code is None:
+                self._watchdog(collection, rid, proc)
                 return
             self._current = None
-            self._on_exit(collection, rid, code)
+            try:
+                self._on_exit(collection, rid, code)
+            except Exception as e:  # e.g. the emulator gone while listing checkpoints
+                self._finish(
+                    collection,
+                    rid,
+                    catalog.JOB_STATE_FAILED,
+                    INTERNAL,
+                    f"the job could not be finished: {type(e).__name__}: {str(e)[:500]}",
+                )
         queued = [
             (entry["resource"].get("createTime", ""), collection, rid)
             for collection in JOB_COLLECTIONS
@@ -130,7 +156,40 @@ class Scheduler:
         if not queued:
             return
         _, collection, rid = min(queued)
-        self._launch(collection, rid)
+        try:
+            self._launch(collection, rid)
+        except Exception as e:  # any setup error fails the job: never PENDING forever
+            self._fail_setup(collection, rid, e)
+
+    def _fail_setup(self, collection: str, rid: str, error: Exception) -> None:
+        if self._current is not None and self._current[:2] == (collection, rid):
+            _kill_group(self._current[2].pid)
+            self._current = None
+        message = f"the job could not start: {type(error).__name__}: {str(error)[:500]}"
+        with contextlib.suppress(OSError):
+            _append(self.log_path(collection, rid), f"tunestack: {message}\n")
+        self._finish(collection, rid, catalog.JOB_STATE_FAILED, INTERNAL, message)
+
+    def _watchdog(self, collection: str, rid: str, proc: subprocess.Popen[bytes]) -> None:
+        """Fails a running job whose log has not grown for :attr:`watchdog_s` seconds."""
+        entry = self.store.get(collection, rid)
+        started = entry["internal"].get("started", 0.0) if entry else 0.0
+        try:
+            last = max(self.log_path(collection, rid).stat().st_mtime, started)
+        except OSError:
+            last = started
+        idle = time.time() - last
+        if not last or idle < self.watchdog_s:
+            return
+        _kill_group(proc.pid)
+        proc.wait()
+        self._current = None
+        message = (
+            f"no progress for {idle:.0f} s (watchdog: {self.watchdog_s:.0f} s, set "
+            f"{WATCHDOG_ENV}); the trainer was stopped (log: {self.log_path(collection, rid)})"
+        )
+        _append(self.log_path(collection, rid), f"tunestack: {message}\n")
+        self._finish(collection, rid, catalog.JOB_STATE_FAILED, INTERNAL, message)
 
     def _launch(self, collection: str, rid: str) -> None:
         self._set_state(collection, rid, catalog.JOB_STATE_PENDING)
@@ -146,6 +205,7 @@ class Scheduler:
         env = dict(os.environ)
         env.update(
             STORAGE_EMULATOR_HOST=self.storage_url,
+            TUNESTACK_STORAGE_TOKEN=self.token,
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             TOKENIZERS_PARALLELISM="false",
@@ -155,7 +215,7 @@ class Scheduler:
             entry = self.store.get(collection, rid)
             if entry is None or entry["resource"].get("state") != catalog.JOB_STATE_PENDING:
                 return  # cancelled while resolving the base model
-            log = log_path.open("ab")
+            log = home.open_private_log(log_path)
             for note in notes:
                 log.write(f"tunestack: {note}\n".encode())
             log.write(f"tunestack: running {' '.join(cmd)}\n".encode())
@@ -179,7 +239,12 @@ class Scheduler:
                 collection,
                 rid,
                 resource,
-                {**entry["internal"], "pid": proc.pid, "log": str(log_path)},
+                {
+                    **entry["internal"],
+                    "pid": proc.pid,
+                    "log": str(log_path),
+                    "started": time.time(),
+                },
             )
 
     def _on_exit(self, collection: str, rid: str, code: int) -> None:
@@ -273,7 +338,8 @@ def _is_our_trainer(pid: int, log_path: Path) -> bool:
 
 
 def _append(path: Path, text: str) -> None:
-    with path.open("a") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
         f.write(text)
 
 

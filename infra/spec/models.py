@@ -11,11 +11,28 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Most epochs of one tuning job (Vertex bills tokens x epochs; it keeps at most 10 checkpoints).
+MAX_EPOCHS = 100
+#: Largest absolute learning rate.
+MAX_LEARNING_RATE = 1.0
+#: Largest learning rate multiplier (of the model's recommended rate).
+MAX_LEARNING_RATE_MULTIPLIER = 100.0
+#: Most trainer replicas, endpoint replicas and accelerators per replica.
+MAX_REPLICAS = 1000
+#: Largest LoRA rank accepted by the shape check (the semantic check narrows it to Vertex's sizes).
+MAX_ADAPTER_SIZE = 32
+#: Most concurrent tuning jobs of one project.
+MAX_CONCURRENT_TUNING_JOBS = 100
+
 
 class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are errors (typos must not pass), values frozen."""
+    """Base of every spec model: unknown keys are errors (typos must not pass), values frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: an integer is an integer (``true`` or ``2.0`` are not), a string a string, so a
+    YAML value never silently becomes another type.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Project(SpecModel):
@@ -68,6 +85,7 @@ class Project(SpecModel):
         int,
         Field(
             ge=1,
+            le=MAX_CONCURRENT_TUNING_JOBS,
             description="How many tuning jobs may run at once (the project's concurrent tuning quota). Default: 1, jobs run one after another in spec order.",
         ),
     ] = 1
@@ -146,11 +164,14 @@ class TuningJob(SpecModel):
         Literal["PEFT_ADAPTER", "FULL"],
         Field(description="PEFT_ADAPTER (LoRA) or FULL; must be supported by the model."),
     ]
-    epochs: Annotated[int, Field(ge=1, description="Number of epochs. Default: 1.")] = 1
+    epochs: Annotated[
+        int, Field(ge=1, le=MAX_EPOCHS, description="Number of epochs (1-100). Default: 1.")
+    ] = 1
     learning_rate_multiplier: Annotated[
         float | None,
         Field(
             gt=0,
+            le=MAX_LEARNING_RATE_MULTIPLIER,
             description="Multiplier of the model's recommended learning rate. Mutually exclusive with learning_rate. Default: Vertex's (1.0).",
         ),
     ] = None
@@ -158,13 +179,16 @@ class TuningJob(SpecModel):
         float | None,
         Field(
             gt=0,
+            le=MAX_LEARNING_RATE,
             description="Absolute learning rate. Mutually exclusive with learning_rate_multiplier. Default: none.",
         ),
     ] = None
     adapter_size: Annotated[
         int | None,
         Field(
-            description="LoRA rank for PEFT_ADAPTER: 1, 4, 8, 16 or 32. Not allowed with FULL. Default: Vertex's."
+            ge=1,
+            le=MAX_ADAPTER_SIZE,
+            description="LoRA rank for PEFT_ADAPTER: 1, 4, 8, 16 or 32. Not allowed with FULL. Default: Vertex's.",
         ),
     ] = None
     dataset: Annotated[str, Field(description="Name of a dataset from datasets:.")]
@@ -188,6 +212,7 @@ class TuningJob(SpecModel):
         int,
         Field(
             ge=1,
+            le=MAX_REPLICAS,
             description="trainer_image engine only: worker replicas (torchrun nodes). Default: 1.",
         ),
     ] = 1
@@ -233,9 +258,12 @@ class Endpoint(SpecModel):
             ge=1, description="Accelerators per replica; must match the machine type. Default: 1."
         ),
     ] = 1
-    min_replicas: Annotated[int, Field(ge=1, description="Minimum replicas. Default: 1.")] = 1
+    min_replicas: Annotated[
+        int, Field(ge=1, le=MAX_REPLICAS, description="Minimum replicas. Default: 1.")
+    ] = 1
     max_replicas: Annotated[
-        int, Field(ge=1, description="Maximum replicas (>= min_replicas). Default: 1.")
+        int,
+        Field(ge=1, le=MAX_REPLICAS, description="Maximum replicas (>= min_replicas). Default: 1."),
     ] = 1
     base_model: Annotated[
         str | None,

@@ -69,7 +69,7 @@ def job_checkpoints(
     final, per_epoch = checkpoint_uris(target, output_uri)
     by_step = {int(t.get("step") or 0): t for t in tuned if str(t.get("epoch") or "").isdigit()}
     try:
-        client = gcs.client(target.project, target.resolved_storage_endpoint())
+        client = target.storage_client()
     except _ERRORS:
         client = None  # no storage access: epochs and steps from the job alone
     out: list[dict[str, Any]] = []
@@ -122,7 +122,7 @@ def _meta(client: Any, uri: str) -> dict[str, Any]:
 
 
 def _list_prefixes(target: Target, bucket: str, prefix: str) -> list[str]:
-    client = gcs.client(target.project, target.resolved_storage_endpoint())
+    client = target.storage_client()
     it = client.list_blobs(bucket, prefix=prefix, delimiter="/")
     list(it)  # prefixes fill in only once pages are consumed
     return sorted(it.prefixes)

@@ -7,14 +7,18 @@ local API (found through :mod:`infra.local.home`) gets REST with its bearer toke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import google.auth
 import google.auth.credentials
 from google.api_core.client_options import ClientOptions
 
+from infra import gcs
 from infra.local import home
 from infra.vertex.errors import VertexError
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 
 class LocalTokenCredentials(google.auth.credentials.Credentials):
@@ -90,6 +94,22 @@ class Target:
     def parent(self) -> str:
         """``projects/{project}/locations/{location}``."""
         return f"projects/{self.project}/locations/{self.location}"
+
+    def storage_token(self) -> str | None:
+        """The local storage door's token (the API's) for a local target, else None."""
+        if not self.is_local:
+            return None
+        try:
+            return home.read_token()
+        except OSError:
+            return None
+
+    def storage_client(self) -> storage.Client:
+        """A Cloud Storage client for this target: ADC, or the local storage door with its
+        token."""
+        return gcs.client(
+            self.project, self.resolved_storage_endpoint(), token=self.storage_token()
+        )
 
     def resolved_storage_endpoint(self) -> str | None:
         """The storage emulator URL for a local target (from api.json when not set)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.oauth2.credentials import Credentials
 
 
 def main() -> int:
@@ -38,9 +39,10 @@ def main() -> int:
     if os.environ.get("FAKE_TRAINER_FAIL"):
         print("error: fake failure", flush=True)
         return 3
+    token = os.environ.get("TUNESTACK_STORAGE_TOKEN")
     gcs = storage.Client(
         project="x",
-        credentials=AnonymousCredentials(),
+        credentials=Credentials(token=token) if token else AnonymousCredentials(),
         client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]},
     )
     bucket, _, path = args.train_data[5:].partition("/")

@@ -19,7 +19,7 @@ CHAT = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", 
 
 @pytest.fixture(scope="module")
 def bucket(fake_server: Server) -> str:
-    gcs = gcs_client(endpoint=fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url, token=fake_server.token)
     gcs.create_bucket("api-test")
     gcs.bucket("api-test").blob("train.jsonl").upload_from_string(CHAT)
     gcs.bucket("api-test").blob("slow/train.jsonl").upload_from_string(CHAT)
@@ -231,7 +231,7 @@ def test_custom_jobs_run_the_trainer_natively(fake_server: Server, bucket: str) 
     assert status == 200, job
     done = wait_state(fake_server, job["name"], {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
     assert done["state"] == "JOB_STATE_SUCCEEDED", done
-    gcs = gcs_client(endpoint=fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url, token=fake_server.token)
     assert storage.list_dirs(gcs, f"{bucket}/out-custom/postprocess/node-0/checkpoints") == [
         "checkpoint-1",
         "final",

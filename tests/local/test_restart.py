@@ -37,7 +37,7 @@ def _internal(home: Path, name: str) -> dict:
 def test_state_survives_kill_9_and_the_running_job_is_queued_again(tmp_path: Path) -> None:
     server = start_server(tmp_path, ["--smoke"], fake_trainer_env())
     try:
-        gcs = gcs_client(endpoint=server.storage_url)
+        gcs = gcs_client(endpoint=server.storage_url, token=server.token)
         gcs.create_bucket("restart")
         gcs.bucket("restart").blob("train.jsonl").upload_from_string(CHAT)
         gcs.bucket("restart").blob("slow/train.jsonl").upload_from_string(CHAT)
@@ -85,7 +85,7 @@ def test_state_survives_kill_9_and_the_running_job_is_queued_again(tmp_path: Pat
 def test_base_models_need_a_mapping_outside_smoke_mode(tmp_path: Path) -> None:
     server = start_server(tmp_path, [], fake_trainer_env())
     try:
-        gcs = gcs_client(endpoint=server.storage_url)
+        gcs = gcs_client(endpoint=server.storage_url, token=server.token)
         gcs.create_bucket("mapped")
         gcs.bucket("mapped").blob("train.jsonl").upload_from_string(CHAT)
         _, job = server.call(

@@ -38,7 +38,7 @@ def _call(
 def endpoint(local_api: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny llama checkpoint deployed through the REST :deploy call."""
     ckpt = tiny.build_tiny_checkpoint("llama", tmp_path_factory.mktemp("ckpt"))
-    gcs = gcs_client(endpoint=local_api.storage_url)
+    gcs = gcs_client(endpoint=local_api.storage_url, token=local_api.token)
     bucket = gcs.create_bucket("sec-weights")
     for f in Path(ckpt).iterdir():
         bucket.blob(f"final/{f.name}").upload_from_filename(str(f))

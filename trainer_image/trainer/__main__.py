@@ -7,21 +7,74 @@ Example::
 
 Exit codes: 0 done (or already done by this configuration), 1 invalid configuration or data,
 or an output written by a different run config (``error:`` lines on stderr, nothing written),
-2 usage.
+2 usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM). A signal unwinds the run, so its
+scratch directory is removed; a run killed with SIGKILL leaves one, which the next start
+removes (see :func:`sweep_scratch`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
+import signal
 import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
 
 from trainer.config import ConfigError, parse
 from trainer.recipe import DataError
 from trainer.runconfig import RunConfigMismatch
 from trainer.train import run
 
+#: Scratch directories are ``$TMPDIR/tunestack-trainer-<pid>-<random>``.
+SCRATCH_PREFIX = "tunestack-trainer-"
+_SCRATCH = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks (scratch cleanup) run."""
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parses flags, runs training, and maps user errors to exit code 1 without a traceback."""
+    with contextlib.suppress(ValueError):  # not the main thread (tests call main in-process)
+        signal.signal(signal.SIGTERM, _terminate)
+    sweep_scratch()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+
+
+def sweep_scratch(tmp: Path | None = None) -> list[Path]:
+    """Removes the scratch directories of trainers that are no longer running.
+
+    Returns:
+        The directories removed.
+    """
+    removed: list[Path] = []
+    root = tmp or Path(tempfile.gettempdir())
+    try:
+        entries = list(root.glob(SCRATCH_PREFIX + "*"))
+    except OSError:
+        return removed
+    for path in entries:
+        match = _SCRATCH.match(path.name)
+        if match is None or _alive(int(match.group(1))) or not path.is_dir():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cfg = parse(argv)
     except ConfigError as e:
@@ -40,6 +93,25 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: not found: {e.args[0] if e.args else e}", file=sys.stderr)
         return 1
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 1
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 if __name__ == "__main__":

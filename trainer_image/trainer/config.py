@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from trainer import storage
+
 FULL = "FULL"
 PEFT_ADAPTER = "PEFT_ADAPTER"
 ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
@@ -158,6 +160,7 @@ class TrainConfig:
                 errs.append(f"{name}: must be >= 1")
         if self.dtype not in ("auto", "bfloat16", "float32"):
             errs.append(f"dtype: {self.dtype!r} is not auto, bfloat16 or float32")
+        errs += _path_errors(self)
         return errs
 
     def peak_learning_rate(self) -> float:
@@ -298,4 +301,29 @@ def _type_errors(cfg: TrainConfig) -> list[str]:
             errs.append(f"{f.name}: expected an integer, got {v!r}")
         elif kind is float and (not isinstance(v, int | float) or isinstance(v, bool)):
             errs.append(f"{f.name}: expected a number, got {v!r}")
+    return errs
+
+
+def _path_errors(cfg: TrainConfig) -> list[str]:
+    """gs:// URIs that escape their bucket; local inputs that are not files; an output file."""
+    errs = []
+    for name in ("base_model", "train_data", "validation_data", "output_dir"):
+        value = getattr(cfg, name)
+        if isinstance(value, str) and value.startswith("gs://"):
+            problem = storage.escape_problem(value)
+            if problem:
+                errs.append(f"{name}: {value[:200]!r} {problem}")
+    for name in ("train_data", "validation_data"):
+        value = getattr(cfg, name)
+        if isinstance(value, str) and value and not value.startswith("gs://"):
+            problem = storage.local_file_problem(Path(value))
+            if problem and problem != "does not exist":  # reported when fetched, as before
+                errs.append(f"{name}: {value} {problem}")
+    out = cfg.output_dir
+    if isinstance(out, str) and out and not out.startswith("gs://"):
+        p = Path(out)
+        if p.exists() and not p.is_dir():
+            errs.append(f"output_dir: {out} exists and is not a directory")
+        elif any(a.exists() and not a.is_dir() for a in p.parents):
+            errs.append(f"output_dir: {out} is under a file, not a directory")
     return errs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -66,7 +67,7 @@ class FineTuneRecipe:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.console = Console(stderr=True)
-        self.scratch = Path(tempfile.mkdtemp(prefix="tunestack-trainer-"))
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"tunestack-trainer-{os.getpid()}-"))
         self.step = 0
         #: Epoch -> validation loss measured after it (this process's run).
         self.eval_losses: dict[int, float] = {}

@@ -3,23 +3,78 @@
 Vertex custom jobs mount every bucket under ``/gcs/<bucket>/``; there a gs:// URI is just a path.
 Elsewhere (local runs, the local Vertex-compatible server) objects are downloaded to a temp dir
 and outputs are uploaded as they are written (checkpoints included, so resume works).
-``STORAGE_EMULATOR_HOST`` is honoured by the client library (anonymous credentials are used then).
+With ``STORAGE_EMULATOR_HOST`` the client talks to that endpoint, sending the local storage
+door's token (``TUNESTACK_STORAGE_TOKEN``) when set. Every gs:// URI is checked by
+:func:`escape_problem` before use.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
 GCS_MOUNT = Path(os.environ.get("TUNESTACK_GCS_MOUNT", "/gcs"))
+#: Bearer token of the local storage door (set by the local API for the trainers it runs).
+TOKEN_ENV = "TUNESTACK_STORAGE_TOKEN"
+#: Longest object name Cloud Storage allows (bytes of UTF-8).
+MAX_OBJECT_NAME_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape_problem(uri: str) -> str | None:
+    """Why a gs:// URI could name something outside its bucket, else None.
+
+    The trainer's copy of ``infra.gcs.escape_problem`` (the trainer must not import infra;
+    a test checks the two agree): ``.``/``..`` segments, backslashes, NUL and control
+    characters, over-long names, and a bucket that is empty, ``.`` or ``..``.
+    """
+    if not uri.startswith("gs://"):
+        return "not a gs:// URI"
+    if _CONTROL.search(uri):
+        return "contains NUL or control characters"
+    if "\\" in uri:
+        return "contains a backslash"
+    bucket, _, name = uri[5:].partition("/")
+    if bucket in ("", ".", ".."):
+        return "names no bucket"
+    if len(name.encode()) > MAX_OBJECT_NAME_BYTES:
+        return f"object name over {MAX_OBJECT_NAME_BYTES} bytes"
+    for segment in name.split("/"):
+        if segment in (".", ".."):
+            return f"has a '{segment}' segment"
+    return None
 
 
 def split_gs(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b`` -> (``bucket``, ``a/b``)."""
+    """``gs://bucket/a/b`` -> (``bucket``, ``a/b``).
+
+    Raises:
+        ValueError: when the URI could escape its bucket (``gs://b/../../etc``).
+    """
+    problem = escape_problem(uri)
+    if problem is not None:
+        raise ValueError(f"{uri[:200]!r} {problem}")
     bucket, _, name = uri[5:].partition("/")
     return bucket, name.strip("/")
+
+
+def local_file_problem(path: Path) -> str | None:
+    """Why a local input is not a readable regular file, else None (never opens it)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a dangling symlink" if path.is_symlink() else "does not exist"
+    except OSError as e:  # ELOOP (a symlink loop), EACCES, ENOTDIR
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a JSONL file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def mounted_path(uri: str) -> Path | None:
@@ -137,12 +192,16 @@ def client() -> Any:
     if _CLIENT is None:
         from google.cloud import storage  # noqa: PLC0415  (heavy; only gs:// runs need it)
 
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
             from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+            from google.oauth2.credentials import Credentials  # noqa: PLC0415
 
+            token = os.environ.get(TOKEN_ENV)
             _CLIENT = storage.Client(
                 project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
-                credentials=AnonymousCredentials(),
+                credentials=Credentials(token=token) if token else AnonymousCredentials(),
+                client_options={"api_endpoint": emulator},
             )
         else:
             _CLIENT = storage.Client()

@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from infra.local import home, storage
+from infra import gcs
+from infra.local import home, storage, storage_door
 from infra.local.api import (
     custom_jobs,
     endpoints,
@@ -35,7 +37,13 @@ from infra.local.api import (
 )
 from infra.local.api.context import Context
 from infra.local.api.errors import ApiError
-from infra.local.api.middleware import Guard, HostAllowlist
+from infra.local.api.middleware import (
+    KEEP_ALIVE_TIMEOUT_S,
+    MAX_HEADER_BYTES,
+    BoundedH11,
+    Guard,
+    HostAllowlist,
+)
 from infra.local.api.settings import Settings
 
 #: The path prefixes of Google's clients: v1 and v1beta1 REST, and the SDK's ``/ui``.
@@ -51,7 +59,7 @@ def build(ctx: Context, lifespan: Lifespan | None = None) -> Starlette:
         ctx: The server's state (its settings give the port, hosts and caps).
         lifespan: Start-up and shut-down of the scheduler and the emulator.
     """
-    names = {"127.0.0.1", "localhost", "[::1]", *ctx.settings.extra_hosts}
+    names = host_names(ctx.settings)
     port = ctx.settings.port
     app = Starlette(
         routes=[
@@ -70,6 +78,7 @@ def build(ctx: Context, lifespan: Lifespan | None = None) -> Starlette:
             ),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.ctx = ctx
     return app
@@ -86,24 +95,32 @@ def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -
         OSError: when the port is taken.
         RuntimeError: when the emulator cannot start.
     """
+    # Everything the server and its children (emulator, trainers) write under the home -
+    # state, logs, checkpoints, deployed weights - is the user's alone: 0600 files, 0700 dirs.
+    os.umask(0o077)
     token = home.ensure_token()
-    sock = socket.socket(
-        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
-    )
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    # In-process storage clients and the trainers we start send the door's token.
+    os.environ[gcs.TOKEN_ENV] = token
+    sock = _bind(settings.host, settings.port)
     settings.port = sock.getsockname()[1]
-    emulator = storage.StorageEmulator(settings.storage_port)
+    door_sock = _bind(settings.host, settings.storage_port)
+    shown_host = "127.0.0.1" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
+    api_url = f"http://{shown_host}:{settings.port}"
+    storage_url = f"http://{shown_host}:{door_sock.getsockname()[1]}"
+    # The emulator itself listens on a private 127.0.0.1 port; every client (the trainer
+    # included) reaches it through the door, which checks the token and object names.
+    emulator = storage.StorageEmulator(0, public_url=storage_url)
     emulator.start()
-    ctx = Context(settings, emulator.url, token)
-    api_url = f"http://{'127.0.0.1' if settings.host in ('127.0.0.1', '0.0.0.0') else settings.host}:{settings.port}"
+    door = storage_door.DoorServer(door_sock, emulator.url, token, host_names(settings))
+    door.start()
+    ctx = Context(settings, storage_url, token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx.scheduler.start()
-        home.write_api_file(api_url, emulator.url, os.getpid())
+        home.write_api_file(api_url, storage_url, os.getpid())
         if ready is not None:
-            ready(api_url, emulator.url)
+            ready(api_url, storage_url)
         try:
             yield
         finally:
@@ -111,6 +128,7 @@ def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -
             # shut down, so code after it never runs on a signal.
             _remove_api_file_if_ours()
             await anyio.to_thread.run_sync(ctx.scheduler.stop)
+            await anyio.to_thread.run_sync(door.stop)
             emulator.stop()
 
     config = uvicorn.Config(
@@ -119,12 +137,28 @@ def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
+        http=BoundedH11,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        door.stop()
         emulator.stop()
         _remove_api_file_if_ours()
+
+
+def host_names(settings: Settings) -> set[str]:
+    """Host names the API and the storage door answer: localhost names and extra hosts."""
+    return {"127.0.0.1", "localhost", "[::1]", *settings.extra_hosts}
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def _vertex_routes() -> list[BaseRoute]:
@@ -140,6 +174,13 @@ def _vertex_routes() -> list[BaseRoute]:
         *operations.routes(),
         Route("/{rest:path}", routing.guarded(routing.not_implemented)),
     ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (405 on a known path) in Google's error shape."""
+    code = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return ApiError(code, f"{detail}: {request.method} {request.url.path[:200]}").response()
 
 
 async def _no_such_version(request: Request) -> Response:

@@ -36,10 +36,16 @@ class Context:
         self.storage_url = storage_url
         self.token = token
         self.store = Store()
-        self.scheduler = Scheduler(self.store, storage_url, settings.smoke)
+        self.scheduler = Scheduler(
+            self.store,
+            storage_url,
+            settings.smoke,
+            token=token,
+            watchdog_s=settings.job_watchdog_s,
+        )
         self.models = ModelCache()
         self.limiter = Limiter(settings.predict_concurrency)
-        self.gcs = gcs.client(endpoint=storage_url)
+        self.gcs = gcs.client(endpoint=storage_url, token=token)
         self.faults: Faults | None = Faults() if settings.faults else None
 
     def get(self, collection: str, rid: str) -> dict[str, Any]:

@@ -49,8 +49,8 @@ def deploy(ctx: Context, call: Call) -> Rendered:
             501,
             f"ModelGardenService.Deploy with {which} is not implemented locally: deploy customModel.gcsUri weights",
         )
-    if gcs.parse(gcs_uri) is None:
-        raise ApiError(400, "customModel.gcsUri must be a gs:// URI")
+    if problem := gcs.escape_problem(gcs_uri):
+        raise ApiError(400, f"customModel.gcsUri must be a gs:// URI: {problem}")
     parent = call.parent
     model_id, endpoint_id, op_id = ctx.store.new_id(), ctx.store.new_id(), ctx.store.new_id()
     stamp = now()

@@ -24,6 +24,8 @@ class Settings:
         max_tokens: Largest ``max_tokens`` per prediction instance.
         predict_concurrency: Predictions running at once; more answer 429.
         extra_hosts: Host names accepted besides localhost names (with a non-local bind).
+        job_watchdog_s: Seconds a running job may make no progress before it is failed.
+            Default: None, ``$TUNESTACK_JOB_WATCHDOG_SECONDS`` or 1800.
         faults: Serve the fault-injection route ``/v1/tunestack:faults`` (tests only; no CLI
             flag sets it). Default: False, and the route answers 404.
     """
@@ -37,3 +39,4 @@ class Settings:
     predict_concurrency: int = DEFAULT_PREDICT_CONCURRENCY
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     faults: bool = False
+    job_watchdog_s: float | None = None

@@ -59,16 +59,26 @@ def create(ctx: Context, call: Call) -> Rendered:
     if hyper.get("adapterSize") and mode == catalog.FULL:
         raise ApiError(400, "adapterSize applies to PEFT_ADAPTER tuning only")
     for key in ("trainingDatasetUri", "validationDatasetUri"):
-        if spec.get(key) and gcs.parse(spec[key]) is None:
-            raise ApiError(400, f"supervisedTuningSpec.{key} must be a gs:// URI")
-    if gcs.parse(str(job.get("outputUri", ""))) is None:
-        raise ApiError(400, "outputUri must be a gs:// URI for open-model tuning")
+        if spec.get(key) and (problem := gcs.escape_problem(spec[key])):
+            raise ApiError(400, f"supervisedTuningSpec.{key} must be a gs:// URI: {problem}")
+    if problem := gcs.escape_problem(str(job.get("outputUri", ""))):
+        raise ApiError(400, f"outputUri must be a gs:// URI for open-model tuning: {problem}")
+    if job.get("customBaseModel") and (problem := gcs.escape_problem(job["customBaseModel"])):
+        raise ApiError(400, f"customBaseModel must be a gs:// URI: {problem}")
     rid = ctx.store.new_id()
     job["name"] = f"{call.parent}/tuningJobs/{rid}"
     job.setdefault("tunedModelDisplayName", f"{base.split('@')[-1]}-tuned-{rid}")
-    if ctx.settings.smoke and not job.get("customBaseModel") and base not in home.model_map():
+    if ctx.settings.smoke and not job.get("customBaseModel") and not _mapped(base):
         # Labelled in metadata, never silently: these weights are random.
         job["labels"] = {**job.get("labels", {}), trainer.SMOKE_LABEL: "true"}
         note = f"SMOKE: {base} replaced by a tiny random-initialised {entry.family} model (tunestack serve --smoke)."
         job["description"] = f"{job.get('description', '')} {note}".strip()
     return jobs.queue(ctx, "tuningJobs", rid, job)
+
+
+def _mapped(base: str) -> bool:
+    """True when models.json maps ``base``; an unreadable file fails the job, not the call."""
+    try:
+        return base in home.model_map()
+    except (OSError, ValueError):
+        return False

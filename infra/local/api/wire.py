@@ -17,6 +17,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
 from infra.local.api.errors import ApiError
+from infra.local.api.middleware import loads_strict
 
 TYPE_PREFIX = "type.googleapis.com/google.cloud.aiplatform.v1beta1."
 _V1_TYPES = v1  # imported for its side effect: v1 payload types in the descriptor pool
@@ -31,12 +32,9 @@ def json_body(body: bytes) -> Any:
     """The JSON of a request body (``{}`` when empty).
 
     Raises:
-        ApiError: 400 when it is not JSON.
+        ApiError: 400 when it is not JSON, holds NaN/Infinity or nests too deep.
     """
-    try:
-        return json.loads(body or b"{}")
-    except ValueError as e:
-        raise ApiError(400, f"Invalid JSON payload received. {e}") from None
+    return loads_strict(body or b"{}")
 
 
 def parse(message_type: Any, body: bytes) -> dict[str, Any]:
