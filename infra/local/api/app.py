@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from infra.local import home, storage
 from infra.local.api import (
+    chat,
     custom_jobs,
     endpoints,
     local,
@@ -132,6 +133,7 @@ def _vertex_routes() -> list[BaseRoute]:
         *custom_jobs.routes(),
         *endpoints.routes(),
         *predict.routes(),
+        *chat.routes(),
         *models.routes(),
         *operations.routes(),
         Route("/{rest:path}", routing.guarded(routing.not_implemented)),

@@ -31,12 +31,24 @@ def json_body(body: bytes) -> Any:
     """The JSON of a request body (``{}`` when empty).
 
     Raises:
-        ApiError: 400 when it is not JSON.
+        ApiError: 400 when it is not JSON, or holds NaN, Infinity or a number beyond a double
+            (``1e400``): JSON has none, and Vertex refuses them.
     """
     try:
-        return json.loads(body or b"{}")
+        return json.loads(body or b"{}", parse_constant=_non_finite, parse_float=_finite)
     except ValueError as e:
         raise ApiError(400, f"Invalid JSON payload received. {e}") from None
+
+
+def _non_finite(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (NaN and Infinity are refused)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of the range of a double")
+    return value
 
 
 def parse(message_type: Any, body: bytes) -> dict[str, Any]:
