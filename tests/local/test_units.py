@@ -54,7 +54,11 @@ def test_instances_accept_float_numbers_and_default_fields() -> None:
         {"prompt": "x", "max_tokens": 1.5},
         {"prompt": "x", "@requestFormat": "completions"},
         {"@requestFormat": "chatCompletions", "messages": []},
-        {"@requestFormat": "chatCompletions", "messages": [{"role": "user", "content": "x"}], "n": 2},
+        {
+            "@requestFormat": "chatCompletions",
+            "messages": [{"role": "user", "content": "x"}],
+            "n": 2,
+        },
         {"prompt": "x", "max_tokens": "5"},
         {"prompt": "x", "top_p": 0},
         {"prompt": "x", "temperature": -1},

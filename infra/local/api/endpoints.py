@@ -106,7 +106,7 @@ def list_endpoints(ctx: Context, call: Call) -> Rendered:
 
 def get_endpoint(ctx: Context, call: Call) -> Rendered:
     """``GET {endpoint}``."""
-    return "Endpoint", ctx.get("endpoints", call.params["id"])
+    return "Endpoint", ctx.get("endpoints", call.params["id"], call.parent)
 
 
 def undeploy_model(ctx: Context, call: Call) -> Rendered:
@@ -118,7 +118,7 @@ def undeploy_model(ctx: Context, call: Call) -> Rendered:
     req = parse(v1beta1.UndeployModelRequest, call.body)
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("endpoints", rid)
+        resource = ctx.get("endpoints", rid, call.parent)
         wanted = req.get("deployedModelId")
         kept = [d for d in resource.get("deployedModels", []) if d["id"] != wanted]
         if len(kept) == len(resource.get("deployedModels", [])):
@@ -150,7 +150,7 @@ def delete_endpoint(ctx: Context, call: Call) -> Rendered:
     """
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("endpoints", rid)
+        resource = ctx.get("endpoints", rid, call.parent)
         if resource.get("deployedModels"):
             raise ApiError(
                 400,

@@ -31,7 +31,7 @@ def list_models(ctx: Context, call: Call) -> Rendered:
 
 def get_model(ctx: Context, call: Call) -> Rendered:
     """``GET {model}`` (every local model has one version)."""
-    return "Model", ctx.get("models", call.params["id"].partition("@")[0])
+    return "Model", ctx.get("models", call.params["id"].partition("@")[0], call.parent)
 
 
 def delete_model(ctx: Context, call: Call) -> Rendered:
@@ -42,7 +42,7 @@ def delete_model(ctx: Context, call: Call) -> Rendered:
     """
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("models", rid)
+        resource = ctx.get("models", rid, call.parent)
         for _, entry in ctx.store.items("endpoints"):
             if (
                 any(d["id"] == rid for d in entry["resource"].get("deployedModels", []))

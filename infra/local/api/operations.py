@@ -16,4 +16,4 @@ def routes() -> list[Route]:
 
 def get_operation(ctx: Context, call: Call) -> Rendered:
     """``GET {operation}``."""
-    return "", ctx.get("operations", call.params["id"])
+    return "", ctx.get("operations", call.params["id"], call.parent)

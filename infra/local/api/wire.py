@@ -62,7 +62,35 @@ def parse(message_type: Any, body: bytes) -> dict[str, Any]:
         msg = message_type.from_json(body.decode() or "{}", ignore_unknown_fields=False)
     except (json_format.ParseError, ValueError, TypeError) as e:
         raise ApiError(400, f"Invalid JSON payload received. {e}") from None
-    return json_format.MessageToDict(message_type.pb(msg), use_integers_for_enums=False)
+    pb = message_type.pb(msg)
+    _known_enums(pb, "")
+    return json_format.MessageToDict(pb, use_integers_for_enums=False)
+
+
+def _known_enums(pb: Any, path: str) -> None:
+    """Refuses enum numbers the proto does not define (``tuningMode: 99``), which the proto
+    parser keeps and every client later fails to read.
+
+    Raises:
+        ApiError: 400 naming the field.
+    """
+    for field, value in pb.ListFields():
+        name = f"{path}{field.json_name}"
+        values = value if field.label == field.LABEL_REPEATED else [value]
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            for v in values:
+                _known_enums(v, name + ".")
+        elif field.enum_type is not None:
+            for v in values:
+                if field.enum_type.values_by_number.get(v) is None:
+                    known = ", ".join(e.name for e in field.enum_type.values)
+                    raise ApiError(
+                        400,
+                        f"Invalid value at '{name}' ({field.enum_type.name}): {v}; known: {known}",
+                        field=name,
+                    )
 
 
 def render(result: Rendered, ints: bool, version: str) -> dict[str, Any]:
