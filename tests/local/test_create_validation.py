@@ -296,7 +296,7 @@ def test_bad_tuning_jobs_are_refused_at_create(
     _, listed = fake_server.call("GET", f"/v1beta1/{PARENT}/tuningJobs")
     assert all(
         j.get("tunedModelDisplayName") != body.get("tunedModelDisplayName")
-        or "x" * 300 != j.get("tunedModelDisplayName")
+        or j.get("tunedModelDisplayName") != "x" * 300
         for j in listed.get("tuningJobs", [])
     )
 

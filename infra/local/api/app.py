@@ -30,6 +30,7 @@ from infra.local.api import (
     models,
     operations,
     predict,
+    recommend,
     routing,
     tuning_jobs,
 )
@@ -134,6 +135,7 @@ def _vertex_routes() -> list[BaseRoute]:
         *endpoints.routes(),
         *predict.routes(),
         *chat.routes(),
+        *recommend.routes(),
         *models.routes(),
         *operations.routes(),
         Route("/{rest:path}", routing.guarded(routing.not_implemented)),

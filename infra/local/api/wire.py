@@ -23,6 +23,9 @@ _V1_TYPES = v1  # imported for its side effect: v1 payload types in the descript
 #: The ``@type`` of an empty operation response.
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 
+#: The type name of a list of operations (google.longrunning, not aiplatform).
+LIST_OPERATIONS = "google.longrunning.ListOperationsResponse"
+
 #: A handler's answer: the v1beta1 type name and its JSON ("" for an Operation).
 Rendered = tuple[str, dict[str, Any]]
 
@@ -106,6 +109,10 @@ def render(result: Rendered, ints: bool, version: str) -> dict[str, Any]:
         return _render_operation(data, ints, version)
     if type_name == "google.protobuf.Empty":
         return {}
+    if type_name == LIST_OPERATIONS:
+        ops = [_render_operation(op, ints, version) for op in data.get("operations", [])]
+        token = data.get("nextPageToken")
+        return {"operations": ops, **({"nextPageToken": token} if token else {})}
     message_type = getattr(v1beta1, type_name)
     pb = json_format.ParseDict(data, message_type.pb()(), ignore_unknown_fields=False)
     return json_format.MessageToDict(pb, use_integers_for_enums=ints)
