@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -20,6 +23,7 @@ from trainer.encoding import FALLBACK_CHAT_TEMPLATE
 from transformers import AutoTokenizer
 
 from infra.gcs import client as gcs_client
+from tests.local.conftest import ENTRY
 from tests.local.conftest import http as http_call
 
 PARENT = "projects/chat-project/locations/us-central1"
@@ -381,3 +385,70 @@ def _sse(local_api: Any, path: str, body: Any) -> list[str]:
     raw = resp.read().decode()
     conn.close()
     return [line[len("data: ") :] for line in raw.split("\n\n") if line.startswith("data: ")]
+
+
+def _cli(local_api: Any, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TUNESTACK_HOME": str(local_api.home)}
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_tunestack_chat_and_predict_local(local_api: Any, endpoint: str) -> None:
+    one = _cli(
+        local_api,
+        "chat",
+        endpoint,
+        "--local",
+        "--message",
+        "hi",
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "0",
+    )
+    assert one.returncode == 0, one.stderr
+    status, whole = _call(
+        local_api,
+        "POST",
+        f"/v1/{endpoint}/chat/completions",
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "temperature": 0},
+    )
+    assert one.stdout == whole["choices"][0]["message"]["content"] + "\n"
+    # Interactive (stdin not a tty): one answer per line, the history kept.
+    two = _cli(local_api, "chat", endpoint, "--local", "--max-tokens", "3", stdin="hello\nagain\n")
+    assert two.returncode == 0 and two.stdout.count("\n") >= 2, two.stderr
+    pred = _cli(
+        local_api,
+        "predict",
+        endpoint,
+        "--local",
+        "--prompt",
+        "What is a car?",
+        "--max-tokens",
+        "3",
+        "--raw",
+    )
+    assert pred.returncode == 0 and pred.stdout.strip() != "", pred.stderr
+
+
+def test_tunestack_chat_errors_are_one_line(local_api: Any, endpoint: str) -> None:
+    for args, needle in (
+        (("chat", "not-an-endpoint", "--local", "--message", "x"), "not an endpoint name"),
+        (("chat", f"{PARENT}/endpoints/999", "--local", "--message", "x"), "404"),
+        (("chat", endpoint, "--local", "--message", "x", "--max-tokens", "99999"), "99999"),
+        (("predict", endpoint, "--local", "--prompt", "x", "--temperature", "nan"), "NaN"),
+    ):
+        r = _cli(local_api, *args)
+        assert r.returncode == 1 and needle in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_serving_commands_start_without_torch() -> None:
+    code = "import sys, infra.cli.serving; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
