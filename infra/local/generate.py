@@ -192,8 +192,9 @@ def decode_loop(
                 raise DeadlineExceeded(
                     f"generation exceeded its wall-clock limit of {timeout_s:g} s"
                 )
-            result = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-            past = result.past_key_values
+            # transformers 5 names the KV cache ``cache``; only the last position's logits.
+            result = model(input_ids=step_ids, cache=past, use_cache=True, logits_to_keep=1)
+            past = result.cache
             next_id = _pick(result.logits[0, -1].float(), sampling, counts, gen)
             if next_id in stop_ids:
                 outcome.finish_reason = "stop"

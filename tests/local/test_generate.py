@@ -32,11 +32,11 @@ class Scripted:
         self.script = script
         self.calls = 0
 
-    def __call__(self, input_ids: Any, past_key_values: Any, use_cache: bool) -> Any:
+    def __call__(self, input_ids: Any, **kwargs: Any) -> Any:
         logits = torch.full((1, 1, len(VOCAB)), -10.0)
         logits[0, 0, self.script[min(self.calls, len(self.script) - 1)]] = 10.0
         self.calls += 1
-        return SimpleNamespace(logits=logits, past_key_values=None)
+        return SimpleNamespace(logits=logits, cache=None)
 
 
 class Tok:
@@ -94,8 +94,8 @@ def test_deadline_and_cancel_stop_the_loop() -> None:
 def test_seeded_sampling_is_reproducible() -> None:
     def run(seed: int) -> str:
         class Noisy(Scripted):
-            def __call__(self, input_ids: Any, past_key_values: Any, use_cache: bool) -> Any:
-                return SimpleNamespace(logits=torch.zeros((1, 1, len(VOCAB))), past_key_values=None)
+            def __call__(self, input_ids: Any, **kwargs: Any) -> Any:
+                return SimpleNamespace(logits=torch.zeros((1, 1, len(VOCAB))), cache=None)
 
         out = Outcome()
         return "".join(

@@ -146,14 +146,16 @@ class Run:
         return out
 
     def _produce(self, work: Callable[[threading.Event], Iterator[Any]]) -> None:
+        last: tuple[str, Any] = ("end", None)
         try:
             for item in work(self.cancel):
                 self._put(("item", item))
-            self._put(("end", None))
         except BaseException as e:  # handed to the request, which answers it
-            self._put(("error", e))
+            last = ("error", e)
         finally:
+            # The slot is free before the client sees the end: its next request is not a 429.
             self._on_end()
+            self._put(last)
 
     def _put(self, entry: tuple[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
