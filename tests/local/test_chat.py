@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -23,7 +24,7 @@ from trainer.encoding import FALLBACK_CHAT_TEMPLATE
 from transformers import AutoTokenizer
 
 from infra.gcs import client as gcs_client
-from tests.local.conftest import ENTRY
+from tests.local.conftest import ENTRY, start_server
 from tests.local.conftest import http as http_call
 
 PARENT = "projects/chat-project/locations/us-central1"
@@ -452,3 +453,31 @@ def test_tunestack_chat_errors_are_one_line(local_api: Any, endpoint: str) -> No
 def test_serving_commands_start_without_torch() -> None:
     code = "import sys, infra.cli.serving; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_generation_wall_clock_is_504_and_frees_the_slot(
+    tmp_path_factory: pytest.TempPathFactory, ckpt: Path
+) -> None:
+    server = start_server(
+        tmp_path_factory.mktemp("deadline-home"),
+        ["--smoke", "--generation-timeout", "0.5", "--max-concurrency", "1"],
+    )
+    try:
+        handle = SimpleNamespace(
+            api_url=server.api_url, storage_url=server.storage_url, token=server.token
+        )
+        ep = _deploy(handle, ckpt, "deadline-weights")
+        body = {"messages": MESSAGES, "max_tokens": 8000, "ignore_eos": True}
+        start = time.monotonic()
+        status, err = server.call("POST", f"/v1/{ep}/chat/completions", body)
+        assert status == 504 and err["error"]["status"] == "DEADLINE_EXCEEDED", err
+        assert "0.5 s" in err["error"]["message"] and time.monotonic() - start < 10
+        events = _sse(handle, f"/v1/{ep}/chat/completions", {**body, "stream": True})
+        assert events[-1] == "[DONE]" and "DEADLINE_EXCEEDED" in events[-2]
+        # The one slot is free again.
+        status, ok = server.call(
+            "POST", f"/v1/{ep}/chat/completions", {"messages": MESSAGES, "max_tokens": 2}
+        )
+        assert status == 200, ok
+    finally:
+        server.stop()

@@ -136,13 +136,18 @@ class Run:
                 pass
             self.cancel.set()
 
+        failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:
                 async for item in self.items():
                     out.append(item)
+            except Exception as e:  # raised below, outside the group (not as a group)
+                failure = e
             finally:
                 tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return out
 
     def _produce(self, work: Callable[[threading.Event], Iterator[Any]]) -> None:
