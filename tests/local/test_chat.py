@@ -481,3 +481,18 @@ def test_generation_wall_clock_is_504_and_frees_the_slot(
         assert status == 200, ok
     finally:
         server.stop()
+
+
+def test_an_endpoint_of_another_project_or_location_is_404(local_api: Any, endpoint: str) -> None:
+    rid = endpoint.rsplit("/", 1)[1]
+    for parent in (
+        "projects/other/locations/us-central1",
+        "projects/chat-project/locations/europe-west4",
+    ):
+        for suffix, body in (
+            ("/chat/completions", {"messages": MESSAGES, "max_tokens": 1}),
+            (":predict", {"instances": [{"prompt": "x", "max_tokens": 1}]}),
+            (":rawPredict", {"messages": MESSAGES, "max_tokens": 1}),
+        ):
+            status, err = _call(local_api, "POST", f"/v1/{parent}/endpoints/{rid}{suffix}", body)
+            assert status == 404 and err["error"]["status"] == "NOT_FOUND", (parent, suffix, err)
