@@ -6,6 +6,7 @@ operations list/wait, and page tokens.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import vertexai
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.cloud import aiplatform
-from google.cloud.aiplatform_v1 import EndpointServiceClient
+from google.cloud.aiplatform_v1 import EndpointServiceClient, PredictionServiceClient
 from google.cloud.aiplatform_v1beta1 import ModelServiceClient
 from trainer import tiny
 from vertexai.preview import model_garden
@@ -81,6 +82,20 @@ def test_deployed_model_is_listed_on_the_model_and_versions(local_api: Any, weig
     versions = aiplatform.models.ModelRegistry(model_name).list_versions()
     assert [v.version_id for v in versions] == ["1"]
     assert aiplatform.Model(f"{model_name}@1").resource_name == model_name
+    # Chat through the SDK: a chatCompletions instance; rawPredict through GAPIC (REST).
+    messages = [{"role": "user", "content": "What is a car?"}]
+    chat = endpoint.predict(
+        instances=[{"@requestFormat": "chatCompletions", "messages": messages, "max_tokens": 4}]
+    )
+    assert chat.predictions[0]["object"] == "chat.completion"
+    raw = _gapic(PredictionServiceClient, local_api).raw_predict(
+        endpoint=endpoint.resource_name,
+        http_body={
+            "content_type": "application/json",
+            "data": json.dumps({"messages": messages, "max_tokens": 3}).encode(),
+        },
+    )
+    assert json.loads(raw.data)["choices"][0]["message"]["role"] == "assistant"
     endpoint.undeploy_all()
     assert list(aiplatform.Model(model_name).gca_resource.deployed_models) == []
     endpoint.delete()

@@ -9,12 +9,13 @@ chat completions body completes; ``:streamRawPredict`` streams a chat completion
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infra.local import chat
@@ -52,13 +53,35 @@ async def predict(request: Request) -> Response:
 
 
 async def raw_predict(request: Request) -> Response:
-    """``POST {endpoint}:rawPredict``: the body goes to the container unchanged."""
+    """``POST {endpoint}:rawPredict``: the body goes to the container unchanged.
+
+    GAPIC REST clients wrap it in a ``RawPredictRequest`` (``{"httpBody": {"contentType",
+    "data"}}``, data base64) and read an ``HttpBody`` back; both forms are answered.
+    """
     body = json_body(await request.body())
+    wrapped = isinstance(body, dict) and set(body) == {"httpBody"}
+    if wrapped:
+        body = _unwrap(body["httpBody"])
     if isinstance(body, dict) and "instances" in body:
-        return await _predict(request, body)
-    if isinstance(body, dict) and body.get("stream"):
+        response = await _predict(request, body)
+    elif isinstance(body, dict) and body.get("stream"):
         raise ApiError(400, "stream: use :streamRawPredict to stream")
-    return await chat_api.respond(request, body)
+    else:
+        response = await chat_api.respond(request, body)
+    if not wrapped or response.status_code != 200:
+        return response
+    data = base64.b64encode(bytes(response.body)).decode()
+    return JSONResponse({"contentType": "application/json", "data": data})
+
+
+def _unwrap(http_body: Any) -> Any:
+    if not isinstance(http_body, dict) or not isinstance(http_body.get("data", ""), str):
+        raise ApiError(400, "httpBody must be an object with base64 data", field="httpBody")
+    try:
+        raw = base64.b64decode(http_body.get("data", ""), validate=True)
+    except ValueError:
+        raise ApiError(400, "httpBody.data is not base64", field="httpBody.data") from None
+    return json_body(raw)
 
 
 async def stream_raw_predict(request: Request) -> Response:
