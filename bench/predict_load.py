@@ -6,7 +6,9 @@ Starts ``tunestack serve --smoke`` in a temporary TUNESTACK_HOME, deploys a tiny
 checkpoint through ``:deploy``, then runs two phases with one keep-alive connection per client:
 
 - at the cap: ``cap`` clients, each sending requests back to back (no 429 expected);
-- at 2x the cap: ``2 * cap`` clients; the extra ones must get 429 promptly, never hang.
+- at 2x the cap: ``2 * cap`` clients; the extra ones must get 429 promptly, never hang;
+- chat completions with ``"stream": true`` at 1x and 2x the cap: time to first token (the
+  first content chunk) and total latency, p50/p99; 429s must come before any stream starts.
 
 The peer, side by side: the same generation called directly in this process with
 transformers (no HTTP, no server), one request at a time and ``cap`` threads at once, so the
@@ -32,12 +34,14 @@ from typing import Any
 os.environ["TUNESTACK_HOME"] = tempfile.mkdtemp(prefix="tunestack-bench-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
 import torch  # noqa: E402
 from trainer import tiny  # noqa: E402
 
 from infra import gcs as gcs_uris  # noqa: E402
 from infra.local import daemon  # noqa: E402
-from infra.local.predict import Instance, LoadedModel  # noqa: E402
+from infra.local.generate import Outcome, Sampling  # noqa: E402
+from infra.local.predict import LoadedModel  # noqa: E402
 
 PARENT = "projects/bench/locations/us-central1"
 
@@ -74,11 +78,22 @@ def main() -> int:
         )  # warm-up: first call loads nothing new, but warms torch
         at_cap = run_phase(api, endpoint, body, args.cap, args.requests)
         over = run_phase(api, endpoint, body, 2 * args.cap, args.requests)
+        chat_body = json.dumps(
+            {
+                "messages": [{"role": "user", "content": "What is a car?"}],
+                "max_tokens": args.max_tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+                "stream": True,
+            }
+        ).encode()
+        chat_cap = chat_phase(api, endpoint, chat_body, args.cap, args.requests)
+        chat_over = chat_phase(api, endpoint, chat_body, 2 * args.cap, args.requests)
         model = LoadedModel(ckpt)
-        inst = Instance("What is a car?", args.max_tokens, 1.0, 1.0, 1, True)
-        direct_phase(model, inst, 1, 3)  # warm-up, as for the API
-        direct_1 = direct_phase(model, inst, 1, args.requests)
-        direct_cap = direct_phase(model, inst, args.cap, args.requests)
+        sampling = Sampling(max_tokens=args.max_tokens, top_k=1)
+        direct_phase(model, sampling, 1, 3)  # warm-up, as for the API
+        direct_1 = direct_phase(model, sampling, 1, args.requests)
+        direct_cap = direct_phase(model, sampling, args.cap, args.requests)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -106,7 +121,20 @@ def main() -> int:
     print(
         f"at 2x the cap: {over['429']} of {args.requests} answered 429, slowest 429 in {over['max_429']:.1f} ms (slowest success {over['max_ok']:.1f} ms); unexpected errors: {at_cap['errors'] + over['errors']}"
     )
-    return 0 if at_cap["errors"] == 0 and over["errors"] == 0 and at_cap["429"] == 0 else 1
+    print()
+    header = f"{'chat, stream=true':<34}{'clients':>8}{'ok':>6}{'429':>6}{'errors':>8}{'TTFT p50':>10}{'TTFT p99':>10}{'total p50':>11}{'total p99':>11}{'429 max ms':>12}"
+    print(header)
+    print("-" * len(header))
+    for name, clients, r in (
+        ("chat stream, at the cap", args.cap, chat_cap),
+        ("chat stream, 2x the cap", 2 * args.cap, chat_over),
+    ):
+        print(
+            f"{name:<34}{clients:>8}{r['ok']:>6}{r['429']:>6}{r['errors']:>8}{r['ttft_p50']:>10.1f}{r['ttft_p99']:>10.1f}{r['p50']:>11.1f}{r['p99']:>11.1f}{r['max_429']:>12.1f}"
+        )
+    errors = at_cap["errors"] + over["errors"] + chat_cap["errors"] + chat_over["errors"]
+    print(f"unexpected errors in all phases: {errors}")
+    return 0 if errors == 0 and at_cap["429"] == 0 and chat_cap["429"] == 0 else 1
 
 
 def deploy(api: Any, ckpt: Path) -> str:
@@ -184,14 +212,81 @@ def run_phase(api: Any, endpoint: str, body: bytes, clients: int, total: int) ->
     return summarise(results, time.perf_counter() - start)
 
 
-def direct_phase(model: LoadedModel, inst: Instance, threads: int, total: int) -> dict[str, float]:
-    """The peer: ``model.generate`` called in-process from ``threads`` threads."""
+def chat_phase(api: Any, endpoint: str, body: bytes, clients: int, total: int) -> dict[str, float]:
+    """Streaming chat completions: ``clients`` threads back to back; time to the first content
+    chunk and to ``[DONE]``."""
+    results: list[tuple[int, float]] = []
+    ttfts: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client() -> None:
+        barrier.wait()
+        for _ in range(max(1, total // clients)):
+            conn = connect(api)
+            start = time.perf_counter()
+            first = None
+            status = -1
+            try:
+                conn.request(
+                    "POST",
+                    f"/v1beta1/{endpoint}/chat/completions",
+                    body=body,
+                    headers={
+                        "Authorization": f"Bearer {api.token}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                resp = conn.getresponse()
+                status = resp.status
+                if status == 200:
+                    done = False
+                    for raw in resp:
+                        line = raw.strip()
+                        if line == b"data: [DONE]":
+                            done = True
+                            break
+                        if (
+                            first is None
+                            and line.startswith(b"data: ")
+                            and b'"content": "' in line
+                            and b'"content": ""' not in line
+                        ):
+                            first = (time.perf_counter() - start) * 1000
+                    status = 200 if done and first is not None else -2
+                else:
+                    resp.read()
+            except (OSError, http.client.HTTPException):
+                status = -1
+            conn.close()
+            with lock:
+                results.append((status, (time.perf_counter() - start) * 1000))
+                if first is not None:
+                    ttfts.append(first)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+    out = summarise(results, time.perf_counter() - start)
+    ttfts.sort()
+    out["ttft_p50"] = statistics.median(ttfts) if ttfts else 0.0
+    out["ttft_p99"] = percentile(ttfts, 99)
+    return out
+
+
+def direct_phase(
+    model: LoadedModel, sampling: Sampling, threads: int, total: int
+) -> dict[str, float]:
+    """The peer: the same decode loop called in-process from ``threads`` threads."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
+    ids = model.text_prompt_ids("What is a car?")
 
     def one(_: int) -> None:
         start = time.perf_counter()
-        model.generate(inst)
+        prepared = model.prepare(ids, sampling, None)
+        "".join(model.stream(prepared, sampling, Outcome(), threading.Event(), 600.0))
         with lock:
             results.append((200, (time.perf_counter() - start) * 1000))
 

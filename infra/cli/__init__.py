@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "infra.cli.plan": ("plan",),
     "infra.cli.local": ("serve", "up", "down", "demo"),
     "infra.cli.doctor": ("doctor",),
+    "infra.cli.serving": ("chat", "predict"),
 }
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from infra.local import converge, daemon
 from infra.local.api import app, settings
-from infra.local.predict import MAX_TOKENS_CAP
+from infra.local.generate import GENERATION_TIMEOUT_S
 from infra.vertex.errors import VertexError
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
@@ -58,8 +58,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-tokens",
         type=int,
-        default=MAX_TOKENS_CAP,
-        help=f"largest max_tokens per instance. Default: {MAX_TOKENS_CAP}",
+        default=None,
+        help="server-wide cap on max_tokens per request. Default: off (the model's context bounds it)",
+    )
+    p.add_argument(
+        "--generation-timeout",
+        type=float,
+        default=GENERATION_TIMEOUT_S,
+        help=f"wall-clock limit of one generation, seconds. Default: {GENERATION_TIMEOUT_S:g}",
     )
     p.add_argument(
         "--body-limit",
@@ -127,6 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         smoke=args.smoke,
         body_limit=args.body_limit,
         max_tokens=args.max_tokens,
+        generation_timeout_s=args.generation_timeout,
         predict_concurrency=args.max_concurrency,
         extra_hosts=() if args.host in ("127.0.0.1", "localhost") else (args.host,),
     )

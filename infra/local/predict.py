@@ -1,19 +1,22 @@
 """Online prediction for deployed checkpoints: transformers generation, bounded concurrency.
 
 Instances follow Model Garden's vLLM containers: ``prompt``, ``max_tokens``, ``temperature``,
-``top_p``, ``top_k``, ``raw_response`` (numbers may arrive as floats). Without
-``raw_response`` the prediction is ``"Prompt:\\n{prompt}\\nOutput:\\n{output}"`` as those
-containers return it.
+``top_p``, ``top_k``, ``raw_response`` (numbers may arrive as floats; NaN and Infinity are
+refused). Without ``raw_response`` the prediction is ``"Prompt:\\n{prompt}\\nOutput:\\n{output}"``
+as those containers return it. An instance with ``"@requestFormat": "chatCompletions"``
+holds a chat completions request (:mod:`infra.local.chat`) and predicts a ``chat.completion``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from trainer.encoding import Encoder, render
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -21,72 +24,91 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-#: Default cap on ``max_tokens`` per instance (a request asking for more gets 400).
-MAX_TOKENS_CAP = 1024
+from infra.local.chat import ChatRequest, parse_chat
+from infra.local.generate import (
+    Outcome,
+    RequestError,
+    Sampling,
+    budget,
+    check_prompt_chars,
+    context_length,
+    decode_loop,
+    number,
+    stop_token_ids,
+)
+
+#: Default ``max_tokens`` of a prompt instance (Model Garden's vLLM default).
 DEFAULT_MAX_TOKENS = 16
+#: The request format of a predict instance that holds a chat completions request.
+CHAT_FORMAT = "chatCompletions"
 
 
-class InstanceError(ValueError):
+class InstanceError(RequestError):
     """An instance the server refuses (400 INVALID_ARGUMENT)."""
 
 
 @dataclass(frozen=True)
 class Instance:
-    """One parsed prediction instance."""
+    """One parsed prompt instance."""
 
     prompt: str
-    max_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
+    sampling: Sampling
     raw_response: bool
 
 
-def parse_instance(raw: Any, max_tokens_cap: int = MAX_TOKENS_CAP) -> Instance:
-    """Validates one instance of a predict request.
+def parse_instance(raw: Any) -> Instance | ChatRequest:
+    """Validates one instance of a predict request: a prompt, or a chat completions request
+    (``"@requestFormat": "chatCompletions"`` with ``messages``).
 
     Raises:
-        InstanceError: on a missing prompt, wrong types or ``max_tokens`` over the cap.
+        RequestError: on a missing prompt, wrong types, non-finite numbers or bad ranges.
     """
     if not isinstance(raw, dict):
         raise InstanceError("each instance must be an object with a prompt")
+    fmt = raw.get("@requestFormat")
+    if fmt is not None:
+        if fmt != CHAT_FORMAT:
+            raise InstanceError(f"instance.@requestFormat must be {CHAT_FORMAT!r} (got {fmt!r})")
+        req = parse_chat(raw, where="instance.")
+        if req.stream:
+            raise InstanceError(
+                "instance.stream: use :streamRawPredict or chat/completions to stream"
+            )
+        return req
     prompt = raw.get("prompt")
     if not isinstance(prompt, str):
         raise InstanceError("instance.prompt must be a string")
     unknown = set(raw) - {"prompt", "max_tokens", "temperature", "top_p", "top_k", "raw_response"}
     if unknown:
         raise InstanceError(f"unknown instance fields: {', '.join(sorted(unknown))}")
-    max_tokens = _number(raw, "max_tokens", DEFAULT_MAX_TOKENS, integer=True)
-    if not 1 <= max_tokens <= max_tokens_cap:
-        raise InstanceError(f"max_tokens must be between 1 and {max_tokens_cap} (got {max_tokens})")
-    temperature = _number(raw, "temperature", 1.0)
-    top_p = _number(raw, "top_p", 1.0)
-    top_k = _number(raw, "top_k", 0, integer=True)
-    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-        raise InstanceError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
-    return Instance(
-        prompt,
-        int(max_tokens),
-        float(temperature),
-        float(top_p),
-        int(top_k),
-        bool(raw.get("raw_response", False)),
+    w = "instance."
+    sampling = Sampling(
+        max_tokens=number(raw, "max_tokens", DEFAULT_MAX_TOKENS, integer=True, lo=1, where=w),
+        temperature=number(raw, "temperature", 1.0, lo=0, where=w),
+        top_p=number(raw, "top_p", 1.0, lo=0, hi=1, where=w),
+        top_k=max(0, number(raw, "top_k", 0, integer=True, lo=-1, where=w)),
     )
+    if sampling.top_p <= 0:
+        raise InstanceError("instance.top_p must be in (0, 1]")
+    return Instance(prompt, sampling, bool(raw.get("raw_response", False)))
 
 
-def _number(raw: dict[str, Any], key: str, default: float, integer: bool = False) -> Any:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InstanceError(f"instance.{key} must be a number")
-    if integer:
-        if value != int(value):
-            raise InstanceError(f"instance.{key} must be a whole number")
-        return int(value)
-    return float(value)
+@dataclass
+class Prepared:
+    """A request checked against the model: prompt ids and how many tokens to generate."""
+
+    prompt_ids: list[int]
+    new_tokens: int
+    stop_ids: set[int]
 
 
 class LoadedModel:
-    """A checkpoint loaded once and shared by all requests to its endpoint."""
+    """A checkpoint loaded once and shared by all requests to its endpoint.
+
+    Chat prompts are rendered exactly as the trainer renders them (the checkpoint's chat
+    template, or the trainer's fallback template, generation prompt added, a doubled BOS
+    collapsed), so a tuned model sees at serving time the shape it was trained on.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,26 +117,67 @@ class LoadedModel:
             path, dtype=torch.float32
         )
         self.model.eval()
+        self.context = context_length(self.model)
+        # The trainer's encoder: fallback template when the tokenizer has none, end of turn.
+        self._eot = Encoder(self.tokenizer, self.context).eot_id
+        self._lock = threading.Lock()
 
-    def generate(self, inst: Instance) -> str:
-        """Generates a completion of ``inst.prompt`` and returns it in the container's shape."""
-        enc = self.tokenizer(inst.prompt, return_tensors="pt")
-        # temperature 0 or top_k 1 mean greedy, as in vLLM.
-        sample = inst.temperature > 0 and inst.top_k != 1
-        kwargs: dict[str, Any] = {"max_new_tokens": inst.max_tokens, "do_sample": sample}
-        if sample:
-            kwargs.update(temperature=inst.temperature, top_p=inst.top_p, top_k=inst.top_k or None)
-        pad = (
-            self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else self.tokenizer.eos_token_id
+    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids of a conversation with the generation prompt, as the trainer builds
+        the prefix of an assistant turn.
+
+        Raises:
+            RequestError: when the rendered prompt cannot fit the context.
+        """
+        for m in messages:
+            check_prompt_chars(m["content"], self.context)
+        with self._lock:  # tokenizers are not safe to share across threads
+            text = render(self.tokenizer, messages, generation_prompt=True)
+            check_prompt_chars(text, self.context)
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        while bos is not None and len(ids) >= 2 and ids[0] == bos == ids[1]:
+            ids = ids[1:]
+        return ids
+
+    def text_prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids of a raw prompt (special tokens added, as vLLM does)."""
+        check_prompt_chars(prompt, self.context)
+        with self._lock:
+            return list(self.tokenizer(prompt)["input_ids"])
+
+    def prepare(self, prompt_ids: list[int], sampling: Sampling, cap: int | None) -> Prepared:
+        """Checks the prompt and ``max_tokens`` against the context (before any generation).
+
+        Raises:
+            RequestError: with both numbers when they do not fit.
+        """
+        new = budget(len(prompt_ids), sampling.max_tokens, self.context, cap)
+        stops = (
+            set() if sampling.ignore_eos else stop_token_ids(self.model, self.tokenizer, self._eot)
         )
-        with torch.inference_mode():
-            out = self.model.generate(**enc, pad_token_id=pad, **kwargs)  # type: ignore[operator]
-        text = str(
-            self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return Prepared(prompt_ids, new, stops)
+
+    def stream(
+        self,
+        prepared: Prepared,
+        sampling: Sampling,
+        outcome: Outcome,
+        cancel: threading.Event,
+        timeout_s: float,
+    ) -> Iterator[str]:
+        """The generated text, piece by piece (see :func:`infra.local.generate.decode_loop`)."""
+        return decode_loop(
+            self.model,
+            self.tokenizer,
+            prepared.prompt_ids,
+            sampling,
+            prepared.new_tokens,
+            prepared.stop_ids,
+            outcome,
+            cancel,
+            timeout_s,
         )
-        return text if inst.raw_response else f"Prompt:\n{inst.prompt}\nOutput:\n{text}"
 
 
 class ModelCache:

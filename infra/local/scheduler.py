@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from infra import catalog, wait
-from infra.local import home, trainer
+from infra.local import failures, home, trainer
 from infra.local.state import Store, now
 from infra.local.trainer import CANCELLED_CODE, INTERNAL, JobError
 
@@ -264,7 +264,7 @@ class Scheduler:
                 rid,
                 catalog.JOB_STATE_FAILED,
                 INTERNAL,
-                f"trainer exited with code {code}: {tail} (log: {log_path})",
+                failures.job_error(collection, rid, code, tail),
             )
 
     def _succeed(self, collection: str, rid: str) -> None:

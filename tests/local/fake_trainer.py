@@ -36,6 +36,14 @@ def main() -> int:
     time.sleep(
         float(os.environ.get("FAKE_TRAINER_SLEEP", "0")) + (600 if "slow" in args.train_data else 0)
     )
+    if "fail" in args.train_data:
+        # What a real trainer says when storage refuses it: an emulator URL and a local path.
+        print(
+            f"error: 404 GET http://127.0.0.1:4443/storage/v1/b/x/o/{args.train_data[5:]} "
+            f"while writing {os.environ.get('TUNESTACK_HOME', '/tmp')}/local/logs/out.txt",
+            flush=True,
+        )
+        return 3
     if os.environ.get("FAKE_TRAINER_FAIL"):
         print("error: fake failure", flush=True)
         return 3

@@ -23,13 +23,14 @@ def bucket(fake_server: Server) -> str:
     gcs.create_bucket("api-test")
     gcs.bucket("api-test").blob("train.jsonl").upload_from_string(CHAT)
     gcs.bucket("api-test").blob("slow/train.jsonl").upload_from_string(CHAT)
+    gcs.bucket("api-test").blob("fail/train.jsonl").upload_from_string(CHAT)
     return "gs://api-test"
 
 
 def test_create_accepts_enum_names_and_numbers_and_int64_strings(
     fake_server: Server, bucket: str
 ) -> None:
-    body = tuning_body(f"{bucket}/nope.jsonl", f"{bucket}/out-enum", labels={"case": "enums"})
+    body = tuning_body(f"{bucket}/train.jsonl", f"{bucket}/out-enum", labels={"case": "enums"})
     body["supervisedTuningSpec"]["tuningMode"] = "TUNING_MODE_PEFT_ADAPTER"
     body["supervisedTuningSpec"]["hyperParameters"] = {
         "epochCount": "3",
@@ -121,7 +122,7 @@ def test_list_filters_on_labels(fake_server: Server, bucket: str) -> None:
     names = []
     for value in ("aaa", "bbb"):
         body = tuning_body(
-            f"{bucket}/missing.jsonl", f"{bucket}/out-{value}", labels={"tunestack-key": value}
+            f"{bucket}/train.jsonl", f"{bucket}/out-{value}", labels={"tunestack-key": value}
         )
         _, job = fake_server.call("POST", f"/v1beta1/{PARENT}/tuningJobs", body)
         names.append(job["name"])
@@ -186,11 +187,18 @@ def test_failed_trainer_fails_the_job_with_its_message(fake_server: Server, buck
     _, job = fake_server.call(
         "POST",
         f"/v1beta1/{PARENT}/tuningJobs",
-        tuning_body(f"{bucket}/absent.jsonl", f"{bucket}/out-fail"),
+        tuning_body(f"{bucket}/fail/train.jsonl", f"{bucket}/out-fail"),
     )
     failed = wait_state(fake_server, job["name"], {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
     assert failed["state"] == "JOB_STATE_FAILED"
-    assert "absent.jsonl not found" in failed["error"]["message"]
+    message = failed["error"]["message"]
+    # Vertex-style: what failed, no emulator URL, no local path; the log stays reachable.
+    assert message.startswith("Training failed (trainer exit code 3): error: 404 GET")
+    assert "127.0.0.1" not in message and str(fake_server.home) not in message
+    rid = job["name"].rsplit("/", 1)[1]
+    assert f"/local/v1/tuningJobs/{rid}/log" in message
+    status, log = fake_server.call("GET", f"/local/v1/tuningJobs/{rid}/log")
+    assert status == 200 and any("127.0.0.1:4443" in ln for ln in log["lines"])
 
 
 def test_custom_jobs_run_the_trainer_natively(fake_server: Server, bucket: str) -> None:

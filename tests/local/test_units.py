@@ -12,7 +12,8 @@ from infra.local import home
 from infra.local.api.errors import ApiError
 from infra.local.api.filters import compile_filter
 from infra.local.api.wire import parse, render
-from infra.local.predict import InstanceError, Limiter, parse_instance
+from infra.local.generate import RequestError
+from infra.local.predict import Instance, Limiter, parse_instance
 from infra.local.state import Store
 
 
@@ -27,14 +28,17 @@ def test_instances_accept_float_numbers_and_default_fields() -> None:
             "raw_response": True,
         }
     )
-    assert (inst.max_tokens, inst.temperature, inst.top_p, inst.top_k, inst.raw_response) == (
+    assert isinstance(inst, Instance)
+    s = inst.sampling
+    assert (s.max_tokens, s.temperature, s.top_p, s.top_k, inst.raw_response) == (
         50,
         0.5,
         0.9,
         40,
         True,
     )
-    assert parse_instance({"prompt": "hi"}).raw_response is False
+    plain = parse_instance({"prompt": "hi"})
+    assert isinstance(plain, Instance) and plain.raw_response is False
 
 
 @pytest.mark.parametrize(
@@ -43,7 +47,18 @@ def test_instances_accept_float_numbers_and_default_fields() -> None:
         {},
         {"prompt": 3},
         {"prompt": "x", "max_tokens": 0},
-        {"prompt": "x", "max_tokens": 5000},
+        {"prompt": "x", "max_tokens": float("nan")},
+        {"prompt": "x", "temperature": float("nan")},
+        {"prompt": "x", "temperature": float("inf")},
+        {"prompt": "x", "top_p": float("-inf")},
+        {"prompt": "x", "max_tokens": 1.5},
+        {"prompt": "x", "@requestFormat": "completions"},
+        {"@requestFormat": "chatCompletions", "messages": []},
+        {
+            "@requestFormat": "chatCompletions",
+            "messages": [{"role": "user", "content": "x"}],
+            "n": 2,
+        },
         {"prompt": "x", "max_tokens": "5"},
         {"prompt": "x", "top_p": 0},
         {"prompt": "x", "temperature": -1},
@@ -52,8 +67,8 @@ def test_instances_accept_float_numbers_and_default_fields() -> None:
     ],
 )
 def test_bad_instances_are_refused(raw: object) -> None:
-    with pytest.raises(InstanceError):
-        parse_instance(raw, max_tokens_cap=1024)
+    with pytest.raises(RequestError):
+        parse_instance(raw)
 
 
 def test_filters_match_labels_state_and_refuse_the_rest() -> None:

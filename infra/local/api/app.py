@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from infra import gcs
 from infra.local import home, storage, storage_door
 from infra.local.api import (
+    chat,
     custom_jobs,
     endpoints,
     local,
@@ -31,6 +32,7 @@ from infra.local.api import (
     models,
     operations,
     predict,
+    recommend,
     routing,
     traffic,
     tuning_jobs,
@@ -170,6 +172,8 @@ def _vertex_routes() -> list[BaseRoute]:
         *model_upload.routes(),
         *endpoints.routes(),
         *predict.routes(),
+        *chat.routes(),
+        *recommend.routes(),
         *models.routes(),
         *operations.routes(),
         Route("/{rest:path}", routing.guarded(routing.not_implemented)),

@@ -48,15 +48,24 @@ class Context:
         self.gcs = gcs.client(endpoint=storage_url, token=token)
         self.faults: Faults | None = Faults() if settings.faults else None
 
-    def get(self, collection: str, rid: str) -> dict[str, Any]:
+    def get(self, collection: str, rid: str, parent: str | None = None) -> dict[str, Any]:
         """A stored resource.
 
+        Args:
+            collection: Its collection.
+            rid: Its id.
+            parent: ``projects/P/locations/L`` of the request path: a resource of another
+                project or location is not found, as on Vertex.
+
         Raises:
-            ApiError: 404 when there is none.
+            ApiError: 404 when there is none (under ``parent``).
         """
         entry = self.store.get(collection, rid)
-        if entry is None:
-            raise ApiError(404, f"{TYPES.get(collection) or 'Operation'} {rid} not found")
+        if entry is None or (
+            parent is not None and not entry["resource"]["name"].startswith(parent + "/")
+        ):
+            where = f"{parent}/{collection}/{rid}" if parent else rid
+            raise ApiError(404, f"{TYPES.get(collection) or 'Operation'} {where} not found")
         return dict[str, Any](entry["resource"])
 
     def complete_operation(

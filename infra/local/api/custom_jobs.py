@@ -6,7 +6,7 @@ from google.cloud.aiplatform_v1beta1 import types as v1beta1
 from starlette.routing import Route
 
 from infra.local import trainer
-from infra.local.api import jobs
+from infra.local.api import jobs, validate
 from infra.local.api.context import Context
 from infra.local.api.errors import ApiError
 from infra.local.api.routing import PARENT, Call, route
@@ -34,8 +34,8 @@ def create(ctx: Context, call: Call) -> Rendered:
             400,
             "jobSpec.workerPoolSpecs[0].containerSpec is required (the local API runs the trainer in place of the container)",
         )
-    if not job.get("displayName"):
-        raise ApiError(400, "displayName is required")
+    validate.display_name(job.get("displayName"), "displayName", required=True)
+    validate.labels(job.get("labels"))
     rid = ctx.store.new_id()
     job["name"] = f"{call.parent}/customJobs/{rid}"
     if ctx.settings.smoke:

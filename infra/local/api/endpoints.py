@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from google.cloud.aiplatform_v1beta1 import types as v1beta1
@@ -9,7 +10,7 @@ from starlette.routing import Route
 
 from infra import gcs
 from infra.local import home
-from infra.local.api import deployments
+from infra.local.api import deployments, validate
 from infra.local.api.context import Context
 from infra.local.api.errors import ApiError
 from infra.local.api.filters import page
@@ -19,11 +20,13 @@ from infra.local.state import now
 
 
 def routes() -> list[Route]:
-    """Deploy, list, get, delete and undeployModel."""
+    """Deploy, create, list, get, patch, delete and undeployModel."""
     return [
         route("POST", f"{PARENT}:deploy", deploy),
+        route("POST", f"{PARENT}/endpoints", create_endpoint),
         route("GET", f"{PARENT}/endpoints", list_endpoints),
         route("GET", f"{PARENT}/endpoints/{{id:seg}}", get_endpoint),
+        route("PATCH", f"{PARENT}/endpoints/{{id:seg}}", patch_endpoint),
         route("DELETE", f"{PARENT}/endpoints/{{id:seg}}", delete_endpoint),
         route("POST", f"{PARENT}/endpoints/{{id:seg}}:undeployModel", undeploy_model),
     ]
@@ -106,7 +109,92 @@ def list_endpoints(ctx: Context, call: Call) -> Rendered:
 
 def get_endpoint(ctx: Context, call: Call) -> Rendered:
     """``GET {endpoint}``."""
-    return "Endpoint", ctx.get("endpoints", call.params["id"])
+    return "Endpoint", ctx.get("endpoints", call.params["id"], call.parent)
+
+
+def create_endpoint(ctx: Context, call: Call) -> Rendered:
+    """``POST {parent}/endpoints``: an empty endpoint, as a done operation.
+
+    Raises:
+        ApiError: 400 without a display name or with bad labels, 409 on a taken
+            ``endpointId``.
+    """
+    req = parse(v1beta1.Endpoint, call.body)
+    validate.display_name(req.get("displayName"), "displayName", required=True)
+    validate.labels(req.get("labels"))
+    for key in ("deployedModels", "trafficSplit"):
+        if req.get(key):
+            raise validate.invalid(key, "is output only at create: deploy models with :deployModel")
+    wanted = call.query.get("endpointId", "")
+    if wanted and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", wanted):
+        raise validate.invalid("endpointId", f"{wanted!r} is not a valid endpoint id")
+    with ctx.store.lock:
+        if wanted and ctx.store.get("endpoints", wanted) is not None:
+            raise ApiError(409, f"Endpoint {call.parent}/endpoints/{wanted} already exists")
+        rid = wanted or ctx.store.new_id()
+        stamp = now()
+        endpoint = {
+            **req,
+            "name": f"{call.parent}/endpoints/{rid}",
+            "createTime": stamp,
+            "updateTime": stamp,
+        }
+        ctx.store.put("endpoints", rid, endpoint, {})
+    return ctx.done_operation(
+        call.parent,
+        "CreateEndpointOperationMetadata",
+        {"@type": TYPE_PREFIX + "Endpoint", **endpoint},
+    )
+
+
+#: Fields ``PATCH {endpoint}`` may update (Vertex's mutable Endpoint fields we keep).
+PATCHABLE = ("displayName", "description", "labels", "trafficSplit")
+
+
+def patch_endpoint(ctx: Context, call: Call) -> Rendered:
+    """``PATCH {endpoint}?updateMask=...``: display name, description, labels, traffic split.
+
+    Raises:
+        ApiError: 400 on a field outside :data:`PATCHABLE` or a traffic split that does not
+            name deployed models or does not sum to 100.
+    """
+    req = parse(v1beta1.Endpoint, call.body)
+    mask = [m.strip() for m in call.query.get("updateMask", "").split(",") if m.strip()]
+    mask = [re.sub(r"_([a-z])", lambda m: m[1].upper(), m) for m in mask] or [
+        k for k in PATCHABLE if k in req
+    ]
+    bad = [m for m in mask if m not in PATCHABLE]
+    if bad:
+        raise validate.invalid(
+            "updateMask", f"{bad[0]} cannot be updated (updatable: {', '.join(PATCHABLE)})"
+        )
+    with ctx.store.lock:
+        resource = ctx.get("endpoints", call.params["id"], call.parent)
+        if "displayName" in mask:
+            validate.display_name(req.get("displayName"), "displayName", required=True)
+        if "labels" in mask:
+            validate.labels(req.get("labels"))
+        if "trafficSplit" in mask:
+            split = {k: int(v) for k, v in req.get("trafficSplit", {}).items()}
+            ids = {d["id"] for d in resource.get("deployedModels", [])}
+            unknown = sorted(set(split) - ids)
+            if unknown:
+                raise validate.invalid(
+                    "trafficSplit", f"{unknown[0]} is not deployed on this endpoint"
+                )
+            if split and sum(split.values()) != 100:
+                raise validate.invalid(
+                    "trafficSplit", f"percentages must sum to 100 (got {sum(split.values())})"
+                )
+        for key in mask:
+            if key in req:
+                resource[key] = req[key]
+            else:
+                resource.pop(key, None)
+        resource["updateTime"] = now()
+        entry = ctx.store.get("endpoints", call.params["id"])
+        ctx.store.put("endpoints", call.params["id"], resource, entry["internal"] if entry else {})
+    return "Endpoint", resource
 
 
 def undeploy_model(ctx: Context, call: Call) -> Rendered:
@@ -118,7 +206,7 @@ def undeploy_model(ctx: Context, call: Call) -> Rendered:
     req = parse(v1beta1.UndeployModelRequest, call.body)
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("endpoints", rid)
+        resource = ctx.get("endpoints", rid, call.parent)
         wanted = req.get("deployedModelId")
         kept = [d for d in resource.get("deployedModels", []) if d["id"] != wanted]
         if len(kept) == len(resource.get("deployedModels", [])):
@@ -150,7 +238,7 @@ def delete_endpoint(ctx: Context, call: Call) -> Rendered:
     """
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("endpoints", rid)
+        resource = ctx.get("endpoints", rid, call.parent)
         if resource.get("deployedModels"):
             raise ApiError(
                 400,

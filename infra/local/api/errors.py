@@ -28,16 +28,26 @@ class ApiError(Exception):
         code: The HTTP status.
         message: What went wrong, for the caller.
         status: The google.rpc status name (default: the usual one of ``code``).
+        field: The request field at fault: answered as a ``google.rpc.BadRequest`` field
+            violation in ``details``, as Vertex does.
     """
 
-    def __init__(self, code: int, message: str, status: str | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, status: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status or _STATUS.get(code, "UNKNOWN")
+        self.field = field
 
     def response(self) -> JSONResponse:
         """The error as a JSON response."""
-        return JSONResponse(
-            {"error": {"code": self.code, "message": str(self), "status": self.status}},
-            status_code=self.code,
-        )
+        error: dict[str, object] = {"code": self.code, "message": str(self), "status": self.status}
+        if self.field:
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": self.field, "description": str(self)}],
+                }
+            ]
+        return JSONResponse({"error": error}, status_code=self.code)

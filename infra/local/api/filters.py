@@ -11,6 +11,8 @@ from infra.local.state import Store
 
 #: Resources per page when the client does not say.
 DEFAULT_PAGE_SIZE = 100
+#: Largest page a client can ask for (larger sizes are served as this, as Vertex caps them).
+MAX_PAGE_SIZE = 1000
 
 
 def compile_filter(text: str) -> Callable[[dict[str, Any]], bool]:
@@ -67,11 +69,19 @@ def page(
         and (not honour_filter or match(e["resource"]))
     ]
     items.reverse()  # newest first, as Vertex lists
-    start = int(query["pageToken"]) if query.get("pageToken", "").isdigit() else 0
+    token = query.get("pageToken", "")
+    if token and not (token.isdigit() and 0 < int(token) <= len(items)):
+        raise ApiError(400, f"Invalid page token {token[:64]!r}", field="pageToken")
+    start = int(token) if token else 0
+    raw_size = query.get("pageSize", "")
+    if raw_size and not raw_size.lstrip("-").isdigit():
+        raise ApiError(
+            400, f"pageSize must be an integer (got {raw_size[:64]!r})", field="pageSize"
+        )
+    if raw_size and int(raw_size) < 0:
+        raise ApiError(400, f"pageSize must be >= 0 (got {raw_size})", field="pageSize")
     size = (
-        int(query["pageSize"])
-        if query.get("pageSize", "").isdigit() and int(query["pageSize"]) > 0
-        else DEFAULT_PAGE_SIZE
+        min(int(raw_size), MAX_PAGE_SIZE) if raw_size and int(raw_size) > 0 else DEFAULT_PAGE_SIZE
     )
     chunk = items[start : start + size]
     return chunk, str(start + size) if start + size < len(items) else ""

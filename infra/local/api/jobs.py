@@ -29,13 +29,13 @@ def routes(collection: str) -> list[Route]:
         }
 
     def get_job(ctx: Context, call: Call) -> Rendered:
-        ctx.get(collection, call.params["id"])
+        ctx.get(collection, call.params["id"], call.parent)
         if ctx.faults is not None:
             faults.advance(ctx.store, collection, call.params["id"], ctx.storage_url)
-        return TYPES[collection], ctx.get(collection, call.params["id"])
+        return TYPES[collection], ctx.get(collection, call.params["id"], call.parent)
 
     def cancel_job(ctx: Context, call: Call) -> Rendered:
-        ctx.get(collection, call.params["id"])
+        ctx.get(collection, call.params["id"], call.parent)
         ctx.scheduler.cancel(collection, call.params["id"])
         return "google.protobuf.Empty", {}
 

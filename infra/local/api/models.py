@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from starlette.routing import Route
 
@@ -18,6 +19,7 @@ def routes() -> list[Route]:
     """List, get (``id`` or ``id@version``) and delete."""
     return [
         route("GET", f"{PARENT}/models", list_models),
+        route("GET", f"{PARENT}/models/{{id:bareid}}:listVersions", list_versions),
         route("GET", f"{PARENT}/models/{{id:modelid}}", get_model),
         route("DELETE", f"{PARENT}/models/{{id:bareid}}", delete_model),
     ]
@@ -26,12 +28,44 @@ def routes() -> list[Route]:
 def list_models(ctx: Context, call: Call) -> Rendered:
     """``GET {parent}/models``."""
     items, token = page(ctx.store, "models", call.parent, call.query)
-    return "ListModelsResponse", {"models": items, "nextPageToken": token}
+    return "ListModelsResponse", {
+        "models": [with_deployments(ctx, m) for m in items],
+        "nextPageToken": token,
+    }
 
 
 def get_model(ctx: Context, call: Call) -> Rendered:
-    """``GET {model}`` (every local model has one version)."""
-    return "Model", ctx.get("models", call.params["id"].partition("@")[0])
+    """``GET {model}`` or ``{model}@1`` (every local model has one version).
+
+    Raises:
+        ApiError: 404 for another version.
+    """
+    rid, _, version = call.params["id"].partition("@")
+    model = ctx.get("models", rid, call.parent)
+    if version and version not in (
+        model.get("versionId", "1"),
+        "default",
+        *model.get("versionAliases", []),
+    ):
+        raise ApiError(404, f"Model {model['name']}@{version} not found")
+    return "Model", with_deployments(ctx, model)
+
+
+def list_versions(ctx: Context, call: Call) -> Rendered:
+    """``GET {model}:listVersions``: its one version."""
+    model = ctx.get("models", call.params["id"], call.parent)
+    return "ListModelVersionsResponse", {"models": [with_deployments(ctx, model)]}
+
+
+def with_deployments(ctx: Context, model: dict[str, Any]) -> dict[str, Any]:
+    """The model with ``deployedModels``: the endpoints serving it now (as Vertex reports)."""
+    refs = [
+        {"endpoint": e["resource"]["name"], "deployedModelId": d["id"]}
+        for _, e in ctx.store.items("endpoints")
+        for d in e["resource"].get("deployedModels", [])
+        if d.get("model") == model["name"]
+    ]
+    return {**model, "deployedModels": refs} if refs else model
 
 
 def delete_model(ctx: Context, call: Call) -> Rendered:
@@ -42,7 +76,7 @@ def delete_model(ctx: Context, call: Call) -> Rendered:
     """
     rid = call.params["id"]
     with ctx.store.lock:
-        resource = ctx.get("models", rid)
+        resource = ctx.get("models", rid, call.parent)
         for _, entry in ctx.store.items("endpoints"):
             if (
                 any(d["id"] == rid for d in entry["resource"].get("deployedModels", []))

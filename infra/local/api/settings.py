@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.local.predict import MAX_TOKENS_CAP
+from infra.local.generate import GENERATION_TIMEOUT_S
 
 DEFAULT_PORT = 8470
 DEFAULT_BODY_LIMIT = 8 * 1024 * 1024
@@ -21,7 +21,9 @@ class Settings:
         storage_port: Port of the GCS emulator (0: a free one).
         smoke: Replace unmapped catalog base models by tiny random models.
         body_limit: Largest request body in bytes (413 beyond).
-        max_tokens: Largest ``max_tokens`` per prediction instance.
+        max_tokens: Server-wide cap on ``max_tokens`` (None, the default: only the model's
+            context bounds it, as in real serving).
+        generation_timeout_s: Wall-clock limit of one generation, seconds.
         predict_concurrency: Predictions running at once; more answer 429.
         extra_hosts: Host names accepted besides localhost names (with a non-local bind).
         job_watchdog_s: Seconds a running job may make no progress before it is failed.
@@ -35,7 +37,8 @@ class Settings:
     storage_port: int = 0
     smoke: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
-    max_tokens: int = MAX_TOKENS_CAP
+    max_tokens: int | None = None
+    generation_timeout_s: float = GENERATION_TIMEOUT_S
     predict_concurrency: int = DEFAULT_PREDICT_CONCURRENCY
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     faults: bool = False

@@ -24,6 +24,9 @@ _V1_TYPES = v1  # imported for its side effect: v1 payload types in the descript
 #: The ``@type`` of an empty operation response.
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 
+#: The type name of a list of operations (google.longrunning, not aiplatform).
+LIST_OPERATIONS = "google.longrunning.ListOperationsResponse"
+
 #: A handler's answer: the v1beta1 type name and its JSON ("" for an Operation).
 Rendered = tuple[str, dict[str, Any]]
 
@@ -48,7 +51,35 @@ def parse(message_type: Any, body: bytes) -> dict[str, Any]:
         msg = message_type.from_json(body.decode() or "{}", ignore_unknown_fields=False)
     except (json_format.ParseError, ValueError, TypeError) as e:
         raise ApiError(400, f"Invalid JSON payload received. {e}") from None
-    return json_format.MessageToDict(message_type.pb(msg), use_integers_for_enums=False)
+    pb = message_type.pb(msg)
+    _known_enums(pb, "")
+    return json_format.MessageToDict(pb, use_integers_for_enums=False)
+
+
+def _known_enums(pb: Any, path: str) -> None:
+    """Refuses enum numbers the proto does not define (``tuningMode: 99``), which the proto
+    parser keeps and every client later fails to read.
+
+    Raises:
+        ApiError: 400 naming the field.
+    """
+    for field, value in pb.ListFields():
+        name = f"{path}{field.json_name}"
+        values = value if field.label == field.LABEL_REPEATED else [value]
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            for v in values:
+                _known_enums(v, name + ".")
+        elif field.enum_type is not None:
+            for v in values:
+                if field.enum_type.values_by_number.get(v) is None:
+                    known = ", ".join(e.name for e in field.enum_type.values)
+                    raise ApiError(
+                        400,
+                        f"Invalid value at '{name}' ({field.enum_type.name}): {v}; known: {known}",
+                        field=name,
+                    )
 
 
 def render(result: Rendered, ints: bool, version: str) -> dict[str, Any]:
@@ -64,6 +95,10 @@ def render(result: Rendered, ints: bool, version: str) -> dict[str, Any]:
         return _render_operation(data, ints, version)
     if type_name == "google.protobuf.Empty":
         return {}
+    if type_name == LIST_OPERATIONS:
+        ops = [_render_operation(op, ints, version) for op in data.get("operations", [])]
+        token = data.get("nextPageToken")
+        return {"operations": ops, **({"nextPageToken": token} if token else {})}
     message_type = getattr(v1beta1, type_name)
     pb = json_format.ParseDict(data, message_type.pb()(), ignore_unknown_fields=False)
     return json_format.MessageToDict(pb, use_integers_for_enums=ints)
