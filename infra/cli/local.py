@@ -4,23 +4,28 @@
 starts (or reuses) them in the background and converges the spec against them with the same
 client layer the Pulumi providers use; ``down SPEC --local`` removes what ``up`` created;
 ``demo`` is ``up specs/local-demo.yaml --local`` on a tiny random model.
+
+Fast start: this module imports nothing heavy at the top. The local API (torch,
+transformers) and the converge loop (the Vertex GAPIC client) are imported by the commands
+that run them, after their first line is printed; ``down`` with no server running,
+``serve --stop`` and ``up`` without ``--local`` never import them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from rich.console import Console
 
-from infra.local import converge, daemon
-from infra.local.api import app, settings
-from infra.local.predict import MAX_TOKENS_CAP
-from infra.vertex.errors import VertexError
+from infra.cli import stacks
+from infra.local import daemon
+from infra.local.api import settings
+from infra.local.api.settings import MAX_TOKENS_CAP
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
 
@@ -130,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode = " (smoke: tiny random base models)" if args.smoke else ""
         print(f"local Vertex AI API on {api_url}{mode}; GCS emulator on {storage_url}", flush=True)
 
+    app = importlib.import_module("infra.local.api.app")
     try:
         app.serve(config, ready)
     except OSError as e:
@@ -146,9 +152,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """``up SPEC --local``: exit 0 converged, 1 invalid spec/data or a failed job/deploy."""
     if not args.local:
-        return _cloud_hint("up")
+        return stacks.print_pulumi_commands(args.spec)
+    print(f"up {args.spec} on the local API", flush=True)
     return _run(
-        lambda console: converge.up(args.spec, args.smoke, console, predict=not args.no_predict),
+        lambda console: _converge().up(args.spec, args.smoke, console, predict=not args.no_predict),
         args.spec,
     )
 
@@ -156,16 +163,28 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """``down SPEC --local``: undeploys, deletes endpoints and models, cancels running jobs."""
     if not args.local:
-        return _cloud_hint("down")
-    return _run(lambda console: converge.down(args.spec, args.delete_buckets, console), args.spec)
+        return stacks.print_pulumi_commands(args.spec, "down")
+    if daemon.running() is None:
+        print("no local API is running: nothing is deployed or training")
+        return 0
+    print(f"down {args.spec} on the local API", flush=True)
+    return _run(
+        lambda console: _converge().down(args.spec, args.delete_buckets, console), args.spec
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``: ``up specs/local-demo.yaml --local --smoke``."""
+    print(f"demo: {DEMO_SPEC.name} on the local API, a tiny random Llama", flush=True)
     return _run(
-        lambda console: converge.up(DEMO_SPEC, True, console, predict=not args.no_predict),
+        lambda console: _converge().up(DEMO_SPEC, True, console, predict=not args.no_predict),
         DEMO_SPEC,
     )
+
+
+def _converge() -> Any:
+    """:mod:`infra.local.converge`, imported on first use (the GAPIC client takes ~1.5 s)."""
+    return importlib.import_module("infra.local.converge")
 
 
 def _run(step: Callable[[Console], object], spec: Path) -> int:
@@ -173,21 +192,15 @@ def _run(step: Callable[[Console], object], spec: Path) -> int:
     if not spec.exists():
         print(f"{spec}: error: no such file", file=sys.stderr)
         return 1
+    converge = _converge()
+    gexc = importlib.import_module("google.api_core.exceptions")
+    errors = importlib.import_module("infra.vertex.errors")
     try:
         step(console)
-    except (converge.UpError, VertexError) as e:
+    except (converge.UpError, errors.VertexError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except gexc.GoogleAPICallError as e:
         print(f"error: the local API refused a call: {e.message}", file=sys.stderr)
         return 1
     return 0
-
-
-def _cloud_hint(command: str) -> int:
-    print(
-        f"tunestack {command} without --local is the Pulumi program: see `tunestack plan SPEC`; "
-        f"add --local to run the spec on this machine",
-        file=sys.stderr,
-    )
-    return 2

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.local.predict import MAX_TOKENS_CAP
-
+#: Largest ``max_tokens`` per prediction instance: the same figure as
+#: ``infra.local.predict.MAX_TOKENS_CAP`` (a test checks they agree), declared here as well so
+#: that the CLI's ``--help`` defaults need no torch import.
+MAX_TOKENS_CAP = 1024
 DEFAULT_PORT = 8470
 DEFAULT_BODY_LIMIT = 8 * 1024 * 1024
 DEFAULT_PREDICT_CONCURRENCY = 2
