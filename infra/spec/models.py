@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infra import catalog
+
+#: ``base_model`` completions in ``specs/schema.json`` (the checks, not the schema, reject
+#: other ids, so that a typo gets "did you mean").
+_MODEL_IDS = {"enum": list(catalog.MODELS)}
 
 
 class SpecModel(BaseModel):
@@ -133,7 +139,8 @@ class TuningJob(SpecModel):
     base_model: Annotated[
         str,
         Field(
-            description="Vertex model id from the catalog, e.g. meta/llama3_1@llama-3.1-8b-instruct."
+            description="Vertex model id from the catalog, e.g. meta/llama3_1@llama-3.1-8b-instruct (`tunestack models` lists them).",
+            json_schema_extra=_MODEL_IDS,
         ),
     ]
     custom_base_model: Annotated[
@@ -219,7 +226,8 @@ class Endpoint(SpecModel):
     accelerator_count: Annotated[
         int,
         Field(
-            ge=1, description="Accelerators per replica; must match the machine type. Default: 1."
+            ge=1,
+            description="Accelerators per replica; must match the machine type. Default: the machine type's (g2-standard-24: 2, g2-standard-48: 4, g2-standard-96: 8, other G2 machines: 1).",
         ),
     ] = 1
     min_replicas: Annotated[int, Field(ge=1, description="Minimum replicas. Default: 1.")] = 1
@@ -232,6 +240,17 @@ class Endpoint(SpecModel):
             description="Catalog id of the architecture, for gs:// weights (sizes the fit check). Default: the job's base model."
         ),
     ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _machine_accelerators(cls, data: object) -> object:
+        """``accelerator_count`` defaults from ``machine_type`` (the catalog's G2 table), so
+        changing only the machine type (what ``endpoint-too-small`` suggests) stays valid."""
+        if isinstance(data, dict) and "accelerator_count" not in data:
+            machine = catalog.machine(str(data.get("machine_type")))
+            if machine is not None:
+                return {**data, "accelerator_count": machine.accelerator_count}
+        return data
 
 
 class IamGrant(SpecModel):
