@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "infra.cli.plan": ("plan",),
     "infra.cli.local": ("serve", "up", "down", "demo"),
     "infra.cli.doctor": ("doctor",),
+    "infra.cli.models": ("models",),
 }
 
 
