@@ -171,6 +171,9 @@ def _tuning_command(job: dict[str, Any], smoke: bool) -> tuple[list[str], list[s
         job.get("baseModel", ""),
         # A log file is no terminal: periodic log lines instead of a live progress bar.
         "--no-progress",
+        # The emulator is on this machine: `up`'s progress display reads metrics every second.
+        "--metrics-push-seconds",
+        "1",
     ]
     if spec.get("validationDatasetUri"):
         cmd += ["--validation-data", spec["validationDatasetUri"]]
