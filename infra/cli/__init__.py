@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "infra.cli.local": ("serve", "up", "down", "demo"),
     "infra.cli.doctor": ("doctor",),
     "infra.cli.models": ("models",),
+    "infra.cli.status": ("status",),
+    "infra.cli.logs": ("logs",),
 }
 
 
