@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from infra import catalog
 from infra.cli import stacks
 from infra.local import daemon
 from infra.local.api import settings
@@ -174,12 +175,49 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``demo``: ``up specs/local-demo.yaml --local --smoke``."""
+    """``demo``: ``up specs/local-demo.yaml --local --smoke``, then base vs tuned answers."""
     print(f"demo: {DEMO_SPEC.name} on the local API, a tiny random Llama", flush=True)
-    return _run(
-        lambda console: _converge().up(DEMO_SPEC, True, console, predict=not args.no_predict),
-        DEMO_SPEC,
-    )
+    outcome: dict[str, Any] = {}
+
+    def step(console: Console) -> None:
+        outcome["changes"] = _converge().up(DEMO_SPEC, True, console, predict=False)
+        if not args.no_predict:
+            _demo_answers(console, outcome["changes"])
+
+    code = _run(step, DEMO_SPEC)
+    if code == 0:
+        spec = (
+            DEMO_SPEC.relative_to(Path.cwd()) if DEMO_SPEC.is_relative_to(Path.cwd()) else DEMO_SPEC
+        )
+        changes = outcome["changes"]
+        for job, curve in changes.loss_curves.items():
+            print(f"loss curve of {job}: {curve}")
+        print("next:")
+        print(f"  tunestack status {spec} --local     # jobs, losses, checkpoints, endpoints")
+        for name in changes.endpoints:
+            print(f"  tunestack chat {name} --local        # talk to the tuned model")
+        print(f"  tunestack down {spec} --local       # remove it all")
+    return code
+
+
+def _demo_answers(console: Console, changes: Any) -> None:
+    """Asks the demo question of the base model and the tuned endpoint; prints both."""
+    demo = importlib.import_module("infra.local.demo")
+    trainer = importlib.import_module("infra.local.trainer")
+    target_mod = importlib.import_module("infra.vertex.target")
+    checks = importlib.import_module("infra.checks")
+    spec = checks.validate(DEMO_SPEC, check_datasets=False).spec
+    example = demo.find_example(demo.demo_inputs(DEMO_SPEC.parent, spec))
+    model = catalog.model(spec.tuning_jobs[0].base_model)
+    assert model is not None  # the spec validated
+    base_dir = trainer.smoke_model(model.family)
+    prompt = demo.chat_prompt(base_dir, example.messages)
+    target = target_mod.Target.local(spec.project.id, spec.project.region)
+    with console.status("asking the base model and the tuned endpoint", spinner="dots"):
+        base = demo.ask_base(base_dir, prompt)
+        tuned = demo.ask_tuned(target, changes.endpoints[spec.endpoints[0].name], prompt)
+    for line in demo.side_by_side(demo.QUESTION, example.answer, base, tuned):
+        console.print(line, markup=False, highlight=False)
 
 
 def _converge() -> Any:

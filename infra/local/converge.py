@@ -58,6 +58,9 @@ class Changes:
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    #: Spec endpoint name -> endpoint resource name; spec job name -> its loss curve file.
+    endpoints: dict[str, str] = field(default_factory=dict)
+    loss_curves: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -107,6 +110,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
             _endpoint(target, plan, ep, changes, record, console, status) for ep in plan.endpoints
         ]
     for (endpoint, _model), ep in zip(endpoints, plan.endpoints, strict=True):
+        changes.endpoints[ep.endpoint] = endpoint
         console.print(f"endpoint [bold]{ep.endpoint}[/]: {endpoint}")
         if predict:
             text = sample_prediction(target, endpoint)
@@ -329,8 +333,11 @@ def _job(
         view.finish(final, None)
         log = home.local_dir() / "logs" / f"{collection}-{rid}.log"
         raise UpError(f"{e}\n  trainer log: {log}\n  (a re-run submits it again)") from None
+    curve = _local_loss_curve(target, final.loss_curve, rid)
+    if curve:
+        changes.loss_curves[job.job] = curve
     if not adopted or state not in catalog.TERMINAL_JOB_STATES:
-        view.finish(final, _local_loss_curve(target, final.loss_curve, rid))
+        view.finish(final, curve)
 
 
 def _local_loss_curve(target: Target, uri: str | None, rid: str) -> str | None:

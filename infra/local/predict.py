@@ -114,6 +114,9 @@ class LoadedModel:
         text = str(
             self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         )
+        # Byte-level tokenizers decode byte runs that are not UTF-8 as U+FFFD: drop them, so
+        # the text is what the bytes spell (a random model emits such runs all the time).
+        text = text.replace("\ufffd", "")
         return text if inst.raw_response else f"Prompt:\n{inst.prompt}\nOutput:\n{text}"
 
 

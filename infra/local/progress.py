@@ -2,7 +2,7 @@
 
 Both read :class:`~infra.vertex.progress.JobProgress` (the job's own ``metrics.jsonl``). Plain
 lines are rationed so that a log file stays readable: one when the job starts running, one
-per 10% of the steps, one per new eval loss and one per state change, then the summary.
+per 10% of the steps and one per state change, then the summary.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class JobView:
             if p.step is not None and p.total_steps
             else -1
         )
-        key = (p.state, p.eval_loss, p.epoch)
+        key = (p.state,)
         if key != self._last or bucket > self._bucket:
             self._last, self._bucket = key, max(bucket, self._bucket)
             self.console.print(f"  job {self.name}: {describe(p)}", markup=False, highlight=False)
@@ -83,7 +83,7 @@ class JobView:
         tail = f": {', '.join(losses)}{done}" if losses else done
         lines = [f"  job {self.name}: {p.state.lower()}{tail}"]
         if p.checkpoints:
-            lines.append("  checkpoints: " + ", ".join(p.checkpoints))
+            lines.append(f"  checkpoints: {checkpoint_list(p.checkpoints)}")
         if loss_curve:
             lines.append(f"  loss curve: {loss_curve}")
         for line in lines:
@@ -109,6 +109,15 @@ class JobView:
             completed=p.step or 0,
             info=f"{p.state}  {info}" if p.state != "RUNNING" else info,
         )
+
+
+def checkpoint_list(uris: list[str]) -> str:
+    """``gs://.../checkpoints/{checkpoint-6, checkpoint-12, final}`` for URIs in one folder."""
+    folders = {u.rsplit("/", 1)[0] for u in uris}
+    if len(folders) != 1:
+        return ", ".join(uris)
+    names = ", ".join(u.rsplit("/", 1)[1] for u in uris)
+    return f"{folders.pop()}/{{{names}}}"
 
 
 def _clock(seconds: float) -> str:
