@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from infra import cost
 from infra.checks import validate
 from infra.emit.offline import run_offline
 from infra.plan import COMPONENTS
@@ -83,7 +84,10 @@ def plan_document(spec: str | Path) -> dict[str, Any] | None:
         print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
         return None
     with Console(stderr=True).status(f"planning {spec} under Pulumi mocks..."):
-        return run_offline(spec, report).to_json()
+        doc = run_offline(spec, report).to_json()
+    if report.spec is not None:
+        doc["cost"] = cost.plan_cost(report.spec, doc["jobs"])
+    return doc
 
 
 def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +122,7 @@ def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             jobs.append({"name": name, "old": o, "new": n, "delta": _delta(o, n)})
     old_total, new_total = _total(old_jobs.values()), _total(new_jobs.values())
     return {
+        "cost": cost.cost_delta(old.get("cost"), new.get("cost")),
         "added": [after[n] for n in sorted(set(after) - set(before))],
         "changed": changed,
         "removed": [before[n] for n in sorted(set(before) - set(after))],
@@ -151,10 +156,21 @@ def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
         lines.append("\njobs (in quota order)")
         for j in doc["jobs"]:
             lines.append(f"  {j['name']}: {_job_line(j)}")
+            if (c := _cost_of(doc, "jobs", j["name"])) and c["usd"] is not None:
+                lines.append(f"    {cost.job_line(c)}")
     if doc["endpoints"]:
         lines.append("\nendpoints")
         for e in doc["endpoints"]:
             lines.append(f"  {e['name']}: {_endpoint_line(e)}")
+            if (c := _cost_of(doc, "endpoints", e["name"])) and c["usd_per_hour_min"] is not None:
+                lines.append(f"    {cost.endpoint_line(c)}")
+    if "cost" in doc:
+        total = doc["cost"]
+        lines.append(
+            f"\nestimated cost (list prices, an estimate): training {cost.money(total['training_usd'])}, "
+            f"serving {cost.money(total['serving_usd_per_hour_min'])}/hour at min replicas"
+            + ("" if _priced(total) else f" ({cost.NO_PRICE})")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +191,8 @@ def render_markdown(spec: str | Path, doc: dict[str, Any]) -> str:
             out.append(f"  {_node(d)} --> {_node(r['name'])}")
     out += ["```", ""]
     out += _md_jobs(doc)
+    if "cost" in doc:
+        out += _md_cost(doc["cost"])
     return "\n".join(out) + "\n"
 
 
@@ -192,6 +210,8 @@ def render_diff_text(spec: str | Path, diff: dict[str, Any]) -> str:
         )
     t = diff["training_tokens"]
     lines.append(f"  training tokens: {_num(t['old'])} -> {_num(t['new'])} ({_signed(t['delta'])})")
+    if "cost" in diff:
+        lines.append(f"  {_cost_delta_line(diff['cost'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +239,8 @@ def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
         out.append("")
     t = diff["training_tokens"]
     out.append(f"Training tokens: {_num(t['old'])} → {_num(t['new'])} (**{_signed(t['delta'])}**)")
+    if "cost" in diff:
+        out += ["", _cost_delta_line(diff["cost"])]
     if diff["jobs"]:
         out += [
             "",
@@ -233,6 +255,33 @@ def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _cost_of(doc: dict[str, Any], section: str, name: str) -> dict[str, Any] | None:
+    return next((c for c in doc.get("cost", {}).get(section, []) if c["name"] == name), None)
+
+
+def _priced(c: dict[str, Any]) -> bool:
+    return c["training_usd"] is not None and c["serving_usd_per_hour_min"] is not None
+
+
+def _md_cost(c: dict[str, Any]) -> list[str]:
+    out = ["| Cost (estimate, list prices) | Figure |", "|---|---|"]
+    out += [f"| job `{j['name']}` | {cost.job_line(j).removeprefix('cost: ')} |" for j in c["jobs"]]
+    out += [
+        f"| endpoint `{e['name']}` | {cost.endpoint_line(e).removeprefix('cost: ')} |"
+        for e in c["endpoints"]
+    ]
+    return out + [""]
+
+
+def _cost_delta_line(d: dict[str, Any]) -> str:
+    t, s = d["training_usd"], d["serving_usd_per_hour_min"]
+    return (
+        f"estimated cost (an estimate): training {cost.money(t['old'])} -> {cost.money(t['new'])} "
+        f"({cost.signed_money(t['delta'])}), serving {cost.money(s['old'])}/h -> "
+        f"{cost.money(s['new'])}/h ({cost.signed_money(s['delta'])}/h)"
+    )
 
 
 def _load_old(path: str) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from infra import catalog
 
@@ -279,6 +279,35 @@ class TrainerImage(SpecModel):
     ] = None
 
 
+class Prices(SpecModel):
+    """Prices for the cost estimates of validate and plan (USD), overriding infra/cost.py's table."""
+
+    tuning_per_million_tokens: Annotated[
+        dict[str, float],
+        Field(
+            description="USD per million training tokens, by catalog model id (e.g. your contract's or the Vertex AI pricing page's figure). Default: the table's (none published in it yet)."
+        ),
+    ] = {}
+    machine_per_hour: Annotated[
+        dict[str, float],
+        Field(
+            description="USD per hour of one serving replica, by G2 machine type (machine and its L4s together). Default: the table's (none published in it yet)."
+        ),
+    ] = {}
+    source: Annotated[
+        str | None,
+        Field(description="Where these figures come from (shown next to them). Default: none."),
+    ] = None
+
+    @field_validator("tuning_per_million_tokens", "machine_per_hour")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if v < 0]
+        if bad:
+            raise ValueError(f"prices must be >= 0 (negative for {', '.join(bad)})")
+        return value
+
+
 class Spec(SpecModel):
     """A tunestack spec: one GCP project set up for open-model tuning and serving."""
 
@@ -305,5 +334,11 @@ class Spec(SpecModel):
         TrainerImage | None,
         Field(
             description="Build the trainer image (needed by engine: trainer_image). Default: none."
+        ),
+    ] = None
+    prices: Annotated[
+        Prices | None,
+        Field(
+            description="Prices for the cost estimates (validate, plan, PR diff). Default: the built-in table of infra/cost.py."
         ),
     ] = None
