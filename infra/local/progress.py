@@ -11,29 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from infra import catalog
-from infra.vertex.progress import JobProgress
+from infra.vertex.progress import JobProgress, describe
 
 #: Plain mode prints a line each time this share of the steps is done.
 PLAIN_STEP_SHARE = 0.10
-
-
-def describe(p: JobProgress) -> str:
-    """One line: state, step/total (epoch), train and eval loss, tokens/s, ETA."""
-    parts = [p.state]
-    if p.step is not None:
-        steps = f"step {p.step}/{p.total_steps}" if p.total_steps else f"step {p.step}"
-        if p.epoch is not None:
-            steps += f" (epoch {p.epoch}/{p.epochs})" if p.epochs else f" (epoch {p.epoch})"
-        parts.append(steps)
-    if p.loss is not None:
-        parts.append(f"loss {p.loss:.4f}")
-    if p.eval_loss is not None:
-        parts.append(f"eval loss {p.eval_loss:.4f}")
-    if p.tokens_per_s is not None:
-        parts.append(f"{p.tokens_per_s:,.0f} tok/s")
-    if p.eta_s is not None and p.state == "RUNNING":
-        parts.append(f"ETA {_clock(p.eta_s)}")
-    return "  ".join(parts)
 
 
 class JobView:
@@ -118,8 +99,3 @@ def checkpoint_list(uris: list[str]) -> str:
         return ", ".join(uris)
     names = ", ".join(u.rsplit("/", 1)[1] for u in uris)
     return f"{folders.pop()}/{{{names}}}"
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

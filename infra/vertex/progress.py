@@ -119,6 +119,25 @@ def merge(progress: JobProgress, run_json: str | None, metrics_jsonl: str | None
     return progress
 
 
+def describe(p: JobProgress) -> str:
+    """One line: state, step/total (epoch), train and eval loss, tokens/s, ETA."""
+    parts = [p.state]
+    if p.step is not None:
+        steps = f"step {p.step}/{p.total_steps}" if p.total_steps else f"step {p.step}"
+        if p.epoch is not None:
+            steps += f" (epoch {p.epoch}/{p.epochs})" if p.epochs else f" (epoch {p.epoch})"
+        parts.append(steps)
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.4f}")
+    if p.eval_loss is not None:
+        parts.append(f"eval loss {p.eval_loss:.4f}")
+    if p.tokens_per_s is not None:
+        parts.append(f"{p.tokens_per_s:,.0f} tok/s")
+    if p.eta_s is not None and p.state == "RUNNING":
+        parts.append(f"ETA {_clock(p.eta_s)}")
+    return "  ".join(parts)
+
+
 def _read(client: Any, bucket: str, name: str, limit: int) -> str | None:
     blob = client.bucket(bucket).get_blob(name)
     if blob is None:
@@ -154,3 +173,8 @@ def _int(value: Any) -> int | None:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -8,8 +8,8 @@ import json
 
 from rich.console import Console
 
-from infra.local.progress import JobView, checkpoint_list, describe
-from infra.vertex.progress import JobProgress, merge
+from infra.local.progress import JobView, checkpoint_list
+from infra.vertex.progress import JobProgress, describe, merge
 
 RUN = json.dumps({"total_steps": 20, "config": {"epochs": 2}})
 
