@@ -10,6 +10,7 @@ with the training-token delta. Invalid specs fail with the same diagnostics as `
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -20,7 +21,6 @@ from rich.console import Console
 
 from infra import cost
 from infra.checks import validate
-from infra.emit.offline import run_offline
 from infra.plan import COMPONENTS
 
 #: Inputs left out of change detection: a BucketObject's ``source`` is the local path, which
@@ -76,6 +76,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def plan_document(spec: str | Path) -> dict[str, Any] | None:
     """The plan JSON of a spec, or None after printing its diagnostics when it is invalid."""
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a terminal gets the spinner below
+        print(f"planning {spec} under Pulumi mocks...", file=sys.stderr, flush=True)
     report = validate(spec)
     for d in report.diagnostics:
         print(d.format(), file=sys.stderr)
@@ -83,8 +86,10 @@ def plan_document(spec: str | Path) -> dict[str, Any] | None:
         errors = sum(d.severity == "error" for d in report.diagnostics)
         print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
         return None
-    with Console(stderr=True).status(f"planning {spec} under Pulumi mocks..."):
-        doc = run_offline(spec, report).to_json()
+    with console.status(f"planning {spec} under Pulumi mocks..."):
+        # Imported here, after the first line: the Pulumi SDK takes over a second to import.
+        offline = importlib.import_module("infra.emit.offline")
+        doc = offline.run_offline(spec, report).to_json()
     if report.spec is not None:
         doc["cost"] = cost.plan_cost(report.spec, doc["jobs"])
     return doc
