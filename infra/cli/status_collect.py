@@ -66,7 +66,7 @@ def _jobs(target: Target, spec: Spec) -> list[dict[str, Any]]:
         newest = found.get(name)
         if newest is None or job.create_time.timestamp() > newest.create_time.timestamp():
             found[name] = job
-    out = []
+    out: list[dict[str, Any]] = []
     for j in spec.tuning_jobs:
         job = found.get(j.name)
         if job is None:
@@ -88,7 +88,7 @@ def _endpoints(target: Target, spec: Spec) -> list[dict[str, Any]]:
         if n >= MAX_LISTED:
             break
         listed.append(ep)
-    out = []
+    out: list[dict[str, Any]] = []
     for e in spec.endpoints:
         mine = [
             ep
