@@ -273,6 +273,27 @@ def machine(name: str) -> Machine | None:
     return MACHINES.get(name)
 
 
+def machine_memory_gb(m: Machine) -> float:
+    """Accelerator memory of one replica of machine ``m``, in GB."""
+    return ACCELERATORS[m.accelerator_type].memory_gb * m.accelerator_count
+
+
+def fits_with_headroom(m: Machine, weights_gb: float) -> bool:
+    """True when ``weights_gb`` of weights leave the KV-cache headroom free on ``m``."""
+    return machine_memory_gb(m) * (1 - KV_CACHE_HEADROOM) >= weights_gb
+
+
+def smallest_machine(mdl: Model) -> Machine | None:
+    """The smallest G2 machine (least accelerator memory, then fewest vCPUs) that serves
+    ``mdl``'s bf16 weights with the KV-cache headroom free; None when none is large enough."""
+    fitting = [m for m in MACHINES.values() if fits_with_headroom(m, mdl.bf16_weights_gb)]
+    return min(fitting, key=lambda m: (machine_memory_gb(m), _vcpus(m)), default=None)
+
+
+def _vcpus(m: Machine) -> int:
+    return int(m.name.rsplit("-", 1)[-1])
+
+
 def checkpoints_kept(epochs: int) -> int:
     """How many checkpoints a job with ``epochs`` epochs keeps: one per epoch, at most 10."""
     return len(checkpoint_epochs(epochs))

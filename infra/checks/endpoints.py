@@ -143,15 +143,13 @@ def _fit(r: Reporter, spec: Spec, index: int, machine: catalog.Machine) -> None:
     memory = acc.memory_gb * machine.accelerator_count
     weights = model.bf16_weights_gb
     base = f"endpoints[{index}].machine_type"
-    bigger = [
-        m.name
-        for m in catalog.MACHINES.values()
-        if catalog.ACCELERATORS[m.accelerator_type].memory_gb
-        * m.accelerator_count
-        * (1 - catalog.KV_CACHE_HEADROOM)
-        >= weights
-    ]
-    hint = f"; try {bigger[0]}" if bigger else "; no G2 machine is large enough"
+    smallest = catalog.smallest_machine(model)
+    # The suggestion names every field it changes, so applying it as given validates.
+    hint = (
+        f"; try machine_type: {smallest.name} (accelerator_count: {smallest.accelerator_count})"
+        if smallest
+        else "; no G2 machine is large enough"
+    )
     if weights > memory:
         r.error(
             "endpoint-too-small",

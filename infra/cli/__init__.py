@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "infra.cli.local": ("serve", "up", "down", "demo"),
     "infra.cli.doctor": ("doctor",),
     "infra.cli.serving": ("chat", "predict"),
+    "infra.cli.models": ("models",),
+    "infra.cli.status": ("status",),
+    "infra.cli.logs": ("logs",),
 }
 
 

@@ -2,11 +2,15 @@
 
 Exit 0 when no check fails (``cannot-check`` results are shown but do not fail the run), 1 when
 one fails or the spec does not load, 2 on usage errors.
+
+Fast start: the check modules (google-auth, the storage and Vertex clients) are imported after
+the first line is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -15,9 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from infra.diagnostics import sort_key
-from infra.doctor.cloud import run_cloud_checks
-from infra.doctor.local import run_local_checks
-from infra.doctor.results import CheckResult, exit_code, print_result, print_summary
+from infra.doctor.results import CheckResult, GroupedPrinter, exit_code, print_summary
 from infra.load import load_spec
 
 
@@ -52,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         for d in sorted(loaded.diagnostics, key=sort_key):
             print(d.format(), file=sys.stderr)
         return 1
-    checks = run_local_checks(loaded.spec) if args.local else run_cloud_checks(loaded.spec)
+    if args.format == "text":
+        where = "the local stack" if args.local else "GCP (Application Default Credentials)"
+        print(f"doctor: {args.spec} against {where}", flush=True)
+    if args.local:
+        checks = importlib.import_module("infra.doctor.local").run_local_checks(loaded.spec)
+    else:
+        checks = importlib.import_module("infra.doctor.cloud").run_cloud_checks(loaded.spec)
     if args.format == "json":
         results = _collect(checks, Console(stderr=True))
         report = {
@@ -75,10 +83,12 @@ def _collect(
     # Each check is a network round trip (several per API and region): a spinner says which
     # check is running while results print as they arrive.
     results: list[CheckResult] = []
+    printer = GroupedPrinter(console)
     with console.status("running doctor checks...") as status:
         for result in checks:
             results.append(result)
             if show:
-                print_result(result, console)
+                printer.add(result)
             status.update(f"running doctor checks... ({len(results)} done, last: {result.check})")
+        printer.flush()
     return results

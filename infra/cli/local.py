@@ -4,23 +4,28 @@
 starts (or reuses) them in the background and converges the spec against them with the same
 client layer the Pulumi providers use; ``down SPEC --local`` removes what ``up`` created;
 ``demo`` is ``up specs/local-demo.yaml --local`` on a tiny random model.
+
+Fast start: this module imports nothing heavy at the top. The local API (torch,
+transformers) and the converge loop (the Vertex GAPIC client) are imported by the commands
+that run them, after their first line is printed; ``down`` with no server running,
+``serve --stop`` and ``up`` without ``--local`` never import them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from rich.console import Console
 
-from infra.local import converge, daemon
-from infra.local.api import app, settings
-from infra.local.generate import GENERATION_TIMEOUT_S
-from infra.vertex.errors import VertexError
+from infra import catalog
+from infra.cli import stacks
+from infra.local import daemon
+from infra.local.api import settings
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "specs" / "local-demo.yaml"
 
@@ -64,8 +69,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--generation-timeout",
         type=float,
-        default=GENERATION_TIMEOUT_S,
-        help=f"wall-clock limit of one generation, seconds. Default: {GENERATION_TIMEOUT_S:g}",
+        default=settings.GENERATION_TIMEOUT_S,
+        help=f"wall-clock limit of one generation, seconds. Default: {settings.GENERATION_TIMEOUT_S:g}",
     )
     p.add_argument(
         "--body-limit",
@@ -142,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode = " (smoke: tiny random base models)" if args.smoke else ""
         print(f"local Vertex AI API on {api_url}{mode}; GCS emulator on {storage_url}", flush=True)
 
+    app = importlib.import_module("infra.local.api.app")
     try:
         app.serve(config, ready)
     except OSError as e:
@@ -158,9 +164,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """``up SPEC --local``: exit 0 converged, 1 invalid spec/data or a failed job/deploy."""
     if not args.local:
-        return _cloud_hint("up")
+        return stacks.print_pulumi_commands(args.spec)
+    print(f"up {args.spec} on the local API", flush=True)
     return _run(
-        lambda console: converge.up(args.spec, args.smoke, console, predict=not args.no_predict),
+        lambda console: _converge().up(args.spec, args.smoke, console, predict=not args.no_predict),
         args.spec,
     )
 
@@ -168,22 +175,65 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """``down SPEC --local``: undeploys, deletes endpoints and models, cancels running jobs."""
     if not args.local:
-        return _cloud_hint("down")
+        return stacks.print_pulumi_commands(args.spec, "down")
     if args.force and not args.delete_buckets:
         print("error: --force only applies with --delete-buckets", file=sys.stderr)
         return 2
+    print(f"down {args.spec} on the local API", flush=True)
     return _run(
-        lambda console: converge.down(args.spec, args.delete_buckets, console, force=args.force),
+        lambda console: _converge().down(args.spec, args.delete_buckets, console, force=args.force),
         args.spec,
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``demo``: ``up specs/local-demo.yaml --local --smoke``."""
-    return _run(
-        lambda console: converge.up(DEMO_SPEC, True, console, predict=not args.no_predict),
-        DEMO_SPEC,
-    )
+    """``demo``: ``up specs/local-demo.yaml --local --smoke``, then base vs tuned answers."""
+    print(f"demo: {DEMO_SPEC.name} on the local API, a tiny random Llama", flush=True)
+    outcome: dict[str, Any] = {}
+
+    def step(console: Console) -> None:
+        outcome["changes"] = _converge().up(DEMO_SPEC, True, console, predict=False)
+        if not args.no_predict:
+            _demo_answers(console, outcome["changes"])
+
+    code = _run(step, DEMO_SPEC)
+    if code == 0:
+        spec = (
+            DEMO_SPEC.relative_to(Path.cwd()) if DEMO_SPEC.is_relative_to(Path.cwd()) else DEMO_SPEC
+        )
+        changes = outcome["changes"]
+        for job, curve in changes.loss_curves.items():
+            print(f"loss curve of {job}: {curve}")
+        print("next:")
+        print(f"  tunestack status {spec} --local     # jobs, losses, checkpoints, endpoints")
+        for resource in changes.endpoints.values():
+            print(f"  tunestack chat {resource} --local   # talk to the tuned model")
+        print(f"  tunestack down {spec} --local       # remove it all")
+    return code
+
+
+def _demo_answers(console: Console, changes: Any) -> None:
+    """Asks the demo question of the base model and the tuned endpoint; prints both."""
+    demo = importlib.import_module("infra.local.demo")
+    trainer = importlib.import_module("infra.local.trainer")
+    target_mod = importlib.import_module("infra.vertex.target")
+    checks = importlib.import_module("infra.checks")
+    spec = checks.validate(DEMO_SPEC, check_datasets=False).spec
+    example = demo.find_example(demo.demo_inputs(DEMO_SPEC.parent, spec))
+    model = catalog.model(spec.tuning_jobs[0].base_model)
+    assert model is not None  # the spec validated
+    base_dir = trainer.smoke_model(model.family)
+    target = target_mod.Target.local(spec.project.id, spec.project.region)
+    with console.status("asking the base model and the tuned endpoint", spinner="dots"):
+        base = demo.ask_base(base_dir, example.messages)
+        tuned = demo.ask_tuned(target, changes.endpoints[spec.endpoints[0].name], example.messages)
+    for line in demo.side_by_side(demo.QUESTION, example.answer, base, tuned):
+        console.print(line, markup=False, highlight=False)
+
+
+def _converge() -> Any:
+    """:mod:`infra.local.converge`, imported on first use (the GAPIC client takes ~1.5 s)."""
+    return importlib.import_module("infra.local.converge")
 
 
 def _run(step: Callable[[Console], object], spec: Path) -> int:
@@ -191,21 +241,15 @@ def _run(step: Callable[[Console], object], spec: Path) -> int:
     if not spec.exists():
         print(f"{spec}: error: no such file", file=sys.stderr)
         return 1
+    converge = _converge()
+    gexc = importlib.import_module("google.api_core.exceptions")
+    errors = importlib.import_module("infra.vertex.errors")
     try:
         step(console)
-    except (converge.UpError, VertexError) as e:
+    except (converge.UpError, errors.VertexError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except gexc.GoogleAPICallError as e:
         print(f"error: the local API refused a call: {e.message}", file=sys.stderr)
         return 1
     return 0
-
-
-def _cloud_hint(command: str) -> int:
-    print(
-        f"tunestack {command} without --local is the Pulumi program: see `tunestack plan SPEC`; "
-        f"add --local to run the spec on this machine",
-        file=sys.stderr,
-    )
-    return 2

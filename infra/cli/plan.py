@@ -13,6 +13,7 @@ diagnostics as ``validate``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -21,8 +22,8 @@ from typing import Any
 
 from rich.console import Console
 
+from infra import cost
 from infra.checks import validate
-from infra.emit.offline import run_offline
 from infra.plan import COMPONENTS
 from infra.plan.changes import DELETE, REPLACE, diff_plans
 
@@ -61,7 +62,7 @@ def run_plan(args: argparse.Namespace) -> int:
         old = _load_old(args.diff_against)
         if old is None:
             return 1
-        diff = diff_plans(old, doc)
+        diff = {"cost": cost.cost_delta(old.get("cost"), doc.get("cost")), **diff_plans(old, doc)}
         if args.format == "json":
             print(json.dumps(diff, indent=2))
         elif args.format == "markdown":
@@ -80,6 +81,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def plan_document(spec: str | Path) -> dict[str, Any] | None:
     """The plan JSON of a spec, or None after printing its diagnostics when it is invalid."""
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a terminal gets the spinner below
+        print(f"planning {spec} under Pulumi mocks...", file=sys.stderr, flush=True)
     report = validate(spec)
     for d in report.diagnostics:
         print(d.format(), file=sys.stderr)
@@ -87,8 +91,13 @@ def plan_document(spec: str | Path) -> dict[str, Any] | None:
         errors = sum(d.severity == "error" for d in report.diagnostics)
         print(f"{spec}: invalid ({errors} error(s)); nothing planned", file=sys.stderr)
         return None
-    with Console(stderr=True).status(f"planning {spec} under Pulumi mocks..."):
-        return run_offline(spec, report).to_json()
+    with console.status(f"planning {spec} under Pulumi mocks..."):
+        # Imported here, after the first line: the Pulumi SDK takes over a second to import.
+        offline = importlib.import_module("infra.emit.offline")
+        doc = offline.run_offline(spec, report).to_json()
+    if report.spec is not None:
+        doc["cost"] = cost.plan_cost(report.spec, doc["jobs"])
+    return doc
 
 
 def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
@@ -112,10 +121,21 @@ def render_text(spec: str | Path, doc: dict[str, Any]) -> str:
         lines.append("\njobs (in quota order)")
         for j in doc["jobs"]:
             lines.append(f"  {j['name']}: {_job_line(j)}")
+            if (c := _cost_of(doc, "jobs", j["name"])) and c["usd"] is not None:
+                lines.append(f"    {cost.job_line(c)}")
     if doc["endpoints"]:
         lines.append("\nendpoints")
         for e in doc["endpoints"]:
             lines.append(f"  {e['name']}: {_endpoint_line(e)}")
+            if (c := _cost_of(doc, "endpoints", e["name"])) and c["usd_per_hour_min"] is not None:
+                lines.append(f"    {cost.endpoint_line(c)}")
+    if "cost" in doc:
+        total = doc["cost"]
+        lines.append(
+            f"\nestimated cost (list prices, an estimate): training {cost.money(total['training_usd'])}, "
+            f"serving {cost.money(total['serving_usd_per_hour_min'])}/hour at min replicas"
+            + ("" if _priced(total) else f" ({cost.NO_PRICE})")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +156,8 @@ def render_markdown(spec: str | Path, doc: dict[str, Any]) -> str:
             out.append(f"  {_node(d)} --> {_node(r['name'])}")
     out += ["```", ""]
     out += _md_jobs(doc)
+    if "cost" in doc:
+        out += _md_cost(doc["cost"])
     return "\n".join(out) + "\n"
 
 
@@ -161,6 +183,8 @@ def render_diff_text(spec: str | Path, diff: dict[str, Any]) -> str:
         )
     t = diff["training_tokens"]
     lines.append(f"  training tokens: {_num(t['old'])} -> {_num(t['new'])} ({_signed(t['delta'])})")
+    if "cost" in diff:
+        lines.append(f"  {_cost_delta_line(diff['cost'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +213,8 @@ def render_diff_markdown(spec: str | Path, diff: dict[str, Any]) -> str:
         )
     t = diff["training_tokens"]
     out.append(f"Training tokens: {_num(t['old'])} → {_num(t['new'])} (**{_signed(t['delta'])}**)")
+    if "cost" in diff:
+        out += ["", _cost_delta_line(diff["cost"])]
     if diff["jobs"]:
         out += [
             "",
@@ -216,6 +242,33 @@ def _summary(changes: list[dict[str, Any]], bold: bool = False) -> str:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _cost_of(doc: dict[str, Any], section: str, name: str) -> dict[str, Any] | None:
+    return next((c for c in doc.get("cost", {}).get(section, []) if c["name"] == name), None)
+
+
+def _priced(c: dict[str, Any]) -> bool:
+    return c["training_usd"] is not None and c["serving_usd_per_hour_min"] is not None
+
+
+def _md_cost(c: dict[str, Any]) -> list[str]:
+    out = ["| Cost (estimate, list prices) | Figure |", "|---|---|"]
+    out += [f"| job `{j['name']}` | {cost.job_line(j).removeprefix('cost: ')} |" for j in c["jobs"]]
+    out += [
+        f"| endpoint `{e['name']}` | {cost.endpoint_line(e).removeprefix('cost: ')} |"
+        for e in c["endpoints"]
+    ]
+    return out + [""]
+
+
+def _cost_delta_line(d: dict[str, Any]) -> str:
+    t, s = d["training_usd"], d["serving_usd_per_hour_min"]
+    return (
+        f"estimated cost (an estimate): training {cost.money(t['old'])} -> {cost.money(t['new'])} "
+        f"({cost.signed_money(t['delta'])}), serving {cost.money(s['old'])}/h -> "
+        f"{cost.money(s['new'])}/h ({cost.signed_money(s['delta'])}/h)"
+    )
 
 
 def _load_old(path: str) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from infra import cost
 from infra.checks import Report, validate
 from infra.diagnostics import CODES
 from infra.spec import Spec
@@ -83,8 +84,17 @@ def to_json(reports: list[Report]) -> dict[str, Any]:
     return {
         "ok": all(r.ok for r in reports),
         "diagnostics": [d.to_json() for r in reports for d in r.diagnostics],
-        "jobs": [j.to_json() for r in reports for j in r.jobs],
+        "jobs": [
+            {**j.to_json(), "estimated_cost_usd": _job_usd(r, j.name, j.training_tokens)}
+            for r in reports
+            for j in r.jobs
+        ],
     }
+
+
+def _job_usd(r: Report, name: str, training_tokens: int) -> float | None:
+    """The job's estimated training cost in USD (list prices), None without a price."""
+    return cost.job_cost(r.spec, name, training_tokens)["usd"] if r.spec else None
 
 
 def render_text(reports: list[Report]) -> str:
@@ -105,6 +115,9 @@ def render_text(reports: list[Report]) -> str:
             lines.append(
                 f"  job {j.name}: {j.examples:,} examples ({fmts}), {j.tokens:,} tokens ({kind}) x {_plural(j.epochs, 'epoch')} = {j.training_tokens:,} training tokens, {_plural(j.checkpoints, 'checkpoint')} kept"
             )
+            c = cost.job_cost(r.spec, j.name, j.training_tokens) if r.spec else None
+            if c and c["usd"] is not None:
+                lines.append(f"    {cost.job_line(c)}")
     return "\n".join(lines) + "\n"
 
 

@@ -44,14 +44,14 @@ def run_cloud_checks(
     yield creds_result
     names = _later_checks(spec)
     if creds is None:
-        yield from blocked(names, "no usable credentials")
+        yield from blocked(names, "no usable credentials", creds_result.check)
         return
     doctor = project.ProjectChecks(spec, creds, endpoints, who)
     project_result, number = doctor.project()
     yield project_result
     if number is None:
         why = "does not exist yet" if project_result.status == PASS else "is not reachable"
-        yield from blocked(names[1:], f"project {spec.project.id} {why}")
+        yield from blocked(names[1:], f"project {spec.project.id} {why}", project_result.check)
         return
     # Cloud Quotas and Service Usage refuse user credentials without a quota project; the spec's
     # project is the natural one, and it exists by now.

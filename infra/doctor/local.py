@@ -26,7 +26,7 @@ from infra.doctor.results import CANNOT_CHECK, FAIL, PASS, CheckResult, blocked,
 from infra.local import home as local_home
 from infra.spec.models import Spec
 
-FIX_START = "start it: `tunestack up`"
+FIX_START = "start it: `tunestack up SPEC --local` (or `tunestack serve` in another terminal)"
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,13 @@ def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResu
     found, stack = _discover(home)
     yield found
     if stack is None:
-        yield from blocked(later, "the local stack is not running")
+        yield from blocked(later, "the local stack is not running", found.check)
         return
     yield _api(spec, stack)
     storage_result, client = _storage(stack, spec.project.id)
     yield storage_result
     if client is None:
-        yield from blocked(later[2:], "the storage emulator does not answer")
+        yield from blocked(later[2:], "the storage emulator does not answer", storage_result.check)
         return
     for bucket in spec.buckets:
         name = f"bucket:{bucket.name}"
@@ -114,14 +114,14 @@ def _discover(home: Path | None) -> tuple[CheckResult, LocalStack | None]:
             "local-discovery",
             FAIL,
             f"{api_file} or {token_file} is unreadable ({first_line(e)})",
-            "restart it: `tunestack down && tunestack up`",
+            "restart it: `tunestack serve --stop && tunestack up SPEC --local`",
         ), None
     if not stack.token:
         return CheckResult(
             "local-discovery",
             FAIL,
             f"{token_file} is empty",
-            "restart it: `tunestack down && tunestack up`",
+            "restart it: `tunestack serve --stop && tunestack up SPEC --local`",
         ), None
     return CheckResult(
         "local-discovery", PASS, f"API at {stack.api_url}, storage at {stack.storage_url}"
@@ -143,7 +143,7 @@ def _api(spec: Spec, stack: LocalStack) -> CheckResult:
             "local-api",
             FAIL,
             f"{stack.api_url} refused the token ({e.code} {first_line(e)})",
-            "the token file no longer matches the running server: `tunestack down && tunestack up`",
+            "the token file no longer matches the running server: `tunestack serve --stop && tunestack up SPEC --local`",
         )
     except auth_exc.RefreshError:
         # A 401 makes google-auth try to refresh a static token, which cannot be refreshed.
@@ -151,14 +151,14 @@ def _api(spec: Spec, stack: LocalStack) -> CheckResult:
             "local-api",
             FAIL,
             f"{stack.api_url} refused the token (HTTP 401)",
-            "the token file no longer matches the running server: `tunestack down && tunestack up`",
+            "the token file no longer matches the running server: `tunestack serve --stop && tunestack up SPEC --local`",
         )
     except gexc.GoogleAPICallError as e:
         return CheckResult(
             "local-api",
             FAIL,
             f"{stack.api_url} answered tuningJobs.list with {e.code}: {first_line(e)}",
-            "see the server log; restart it: `tunestack down && tunestack up`",
+            "see the server log; restart it: `tunestack serve --stop && tunestack up SPEC --local`",
         )
     except CALL_ERRORS as e:
         return CheckResult(

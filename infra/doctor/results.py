@@ -28,12 +28,15 @@ class CheckResult:
             permission, an earlier check failed, an API it needs is off).
         detail: What was found.
         fix: What to do about it; empty on ``pass``.
+        blocked_by: For a check skipped because an earlier one did not pass: that root cause
+            (the earlier check's name, or what failed). Empty otherwise.
     """
 
     check: str
     status: Status
     detail: str
     fix: str = ""
+    blocked_by: str = ""
 
     def to_json(self) -> dict[str, str]:
         return asdict(self)
@@ -61,11 +64,45 @@ def print_summary(results: list[CheckResult], console: Console) -> None:
     )
 
 
-def blocked(names: list[str], why: str) -> Iterator[CheckResult]:
-    """``cannot-check`` for each named check, because an earlier check did not pass."""
+def blocked(names: list[str], why: str, cause: str = "") -> Iterator[CheckResult]:
+    """``cannot-check`` for each named check, because an earlier check (``cause``) or a call
+    (``why``) did not pass: one root cause, printed as one line (:func:`print_results`)."""
     for name in names:
         yield CheckResult(
-            name, CANNOT_CHECK, f"skipped: {why}", "fix the failure above, then re-run"
+            name,
+            CANNOT_CHECK,
+            f"skipped: {why}",
+            "fix the failure above, then re-run",
+            blocked_by=cause or why,
+        )
+
+
+class GroupedPrinter:
+    """Prints results as they arrive, one line per root cause: the checks an earlier failure
+    blocked are gathered into a single line under it instead of one line each."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._pending: list[CheckResult] = []
+
+    def add(self, result: CheckResult) -> None:
+        """Prints ``result`` (or holds it, when it joins the current blocked group)."""
+        if self._pending and result.blocked_by != self._pending[0].blocked_by:
+            self.flush()
+        if result.blocked_by:
+            self._pending.append(result)
+            return
+        print_result(result, self.console)
+
+    def flush(self) -> None:
+        """Prints the held group of blocked checks as one line."""
+        if not self._pending:
+            return
+        group, self._pending = self._pending, []
+        names = ", ".join(r.check for r in group)
+        why = group[0].detail.removeprefix("skipped: ")
+        self.console.print(
+            f"    [yellow]not checked[/] ({len(group)}): {escape(names)} [dim](blocked: {escape(why)}; re-run after the fix above)[/]"
         )
 
 

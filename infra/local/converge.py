@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,11 @@ from rich.status import Status
 from infra import catalog, checks, gcs
 from infra.doctor.local import missing_adopted_bucket
 from infra.local import daemon, home
+from infra.local.progress import JobView
 from infra.plan import EndpointPlan, JobPlan, Plan, build_plan, keys
 from infra.vertex import checkpoints, deployments, swaps
 from infra.vertex import jobs as vertex_jobs
+from infra.vertex import progress as job_progress
 from infra.vertex.errors import JobFailed
 from infra.vertex.target import Target, client
 
@@ -63,6 +64,9 @@ class Changes:
     adopted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    #: Spec endpoint name -> endpoint resource name; spec job name -> its loss curve file.
+    endpoints: dict[str, str] = field(default_factory=dict)
+    loss_curves: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -113,6 +117,7 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
             _endpoint(target, plan, ep, changes, record, console, status) for ep in plan.endpoints
         ]
     for (endpoint, _model), ep in zip(endpoints, plan.endpoints, strict=True):
+        changes.endpoints[ep.endpoint] = endpoint
         console.print(f"endpoint [bold]{ep.endpoint}[/]: {endpoint}")
         if predict:
             text = sample_prediction(target, endpoint)
@@ -359,21 +364,46 @@ def _job(
         console.print(f"[green]+[/] job {job.job}: submitted {name}")
     collection = "customJobs" if vertex_jobs.is_custom_job(name) else "tuningJobs"
     rid = name.rsplit("/", 1)[-1]
+    view = JobView(console, job.job)
+    status.stop()  # one live display at a time: the job's bar replaces the spinner
 
     def progress(current: Any) -> None:
-        line = _last_log_line(target, collection, rid)
-        status.update(
-            f"job {job.job}: {vertex_jobs.state_name(current).removeprefix('JOB_STATE_')}  {line}"
+        view.update(
+            job_progress.read_progress(target, job.output_uri, vertex_jobs.state_name(current))
         )
 
-    done = vertex_jobs.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
+    try:
+        done = vertex_jobs.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
+    finally:
+        status.start()
+    final = job_progress.read_progress(target, job.output_uri, vertex_jobs.state_name(done))
     try:
         vertex_jobs.raise_for_job(done)
     except JobFailed as e:
+        view.finish(final, None)
         log = home.local_dir() / "logs" / f"{collection}-{rid}.log"
         raise UpError(f"{e}\n  trainer log: {log}\n  (a re-run submits it again)") from None
+    curve = _local_loss_curve(target, final.loss_curve, rid)
+    if curve:
+        changes.loss_curves[job.job] = curve
     if not adopted or state not in catalog.TERMINAL_JOB_STATES:
-        console.print(f"  job {job.job}: succeeded")
+        view.finish(final, curve)
+
+
+def _local_loss_curve(target: Target, uri: str | None, rid: str) -> str | None:
+    """Copies a job's loss_curve.png out of the emulator to ``local/jobs/<id>/`` (a path the
+    user can open); None when the job wrote none."""
+    if not uri:
+        return None
+    dest = home.local_dir() / "jobs" / rid / "loss_curve.png"
+    try:
+        bucket, name = gcs.split(uri)
+        client_ = gcs.client(target.project, target.resolved_storage_endpoint())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        client_.bucket(bucket).blob(name).download_to_filename(str(dest))
+    except (gexc.GoogleAPIError, OSError, ValueError):
+        return uri
+    return str(dest)
 
 
 def _endpoint(
@@ -427,23 +457,6 @@ def _checkpoint_uri(target: Target, plan: Plan, ep: EndpointPlan, record: _Recor
         return checkpoints.resolve_checkpoint(ep.checkpoint, found)
     except catalog.CheckpointNotFound as e:
         raise UpError(f"endpoint {ep.endpoint}: {e}") from None
-
-
-def _last_log_line(target: Target, collection: str, rid: str) -> str:
-    """The trainer's latest log line (the server's ``/local/v1`` helper), for live progress."""
-    api = home.discover()
-    if api is None:
-        return ""
-    req = urllib.request.Request(
-        f"{api.api_url}/local/v1/{collection}/{rid}/log?tail=1",
-        headers={"Authorization": f"Bearer {api.token}"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=2) as resp:
-            lines = json.loads(resp.read()).get("lines", [])
-    except (OSError, ValueError):
-        return ""
-    return lines[-1][-100:] if lines else ""
 
 
 def _deploy_inputs(plan: Plan, ep: EndpointPlan) -> dict[str, Any]:

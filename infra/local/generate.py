@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 
-#: Default wall-clock limit of one generation, seconds (``tunestack serve --generation-timeout``).
-GENERATION_TIMEOUT_S = 120.0
 #: A prompt longer than this many characters per context token cannot fit; it is refused
 #: before tokenisation (tokenising 1 MB costs a second; natural text averages ~4 per token).
 MAX_CHARS_PER_TOKEN = 32
@@ -211,12 +209,14 @@ def decode_loop(
                 break
             safe = len(text) - _held_back(text, sampling.stop)
             if safe > emitted:
-                yield text[emitted:safe]
+                # Bytes that no character completes (a byte-level model emits such runs) decode
+                # as U+FFFD: what is sent is the valid text only.
+                yield text[emitted:safe].replace("\ufffd", "")
                 emitted = safe
         else:
             outcome.finish_reason = "length"
     if len(text) > emitted:
-        yield text[emitted:]
+        yield text[emitted:].replace("\ufffd", "")
 
 
 def stop_token_ids(model: Any, tokenizer: Any, extra: int | None = None) -> set[int]:

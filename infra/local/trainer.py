@@ -114,15 +114,20 @@ def trainer_command() -> list[str]:
 
 
 _smoke_lock = threading.Lock()
+#: Width of the smoke models: wide enough that `tunestack demo` visibly learns its 22 answers
+#: in about a minute on 2 CPU cores (64 does not), small enough to stay fast.
+SMOKE_HIDDEN_SIZE = 128
 
 
 def smoke_model(family: str) -> Path:
     """The tiny random checkpoint of ``family`` used by ``--smoke`` (built once, then cached)."""
-    out = home.local_dir() / "cache" / "smoke-models" / family
+    out = home.local_dir() / "cache" / "smoke-models" / f"{family}-h{SMOKE_HIDDEN_SIZE}"
     with _smoke_lock:
         if not (out / "config.json").exists():
-            tmp = out.with_name(f".{family}.tmp")
-            build_tiny_checkpoint(family, tmp)
+            tmp = out.with_name(f".{out.name}.tmp")
+            build_tiny_checkpoint(
+                family, tmp, hidden_size=SMOKE_HIDDEN_SIZE, intermediate_size=2 * SMOKE_HIDDEN_SIZE
+            )
             os.replace(tmp, out)
     return out
 
@@ -191,6 +196,9 @@ def _tuning_command(job: dict[str, Any], smoke: bool) -> tuple[list[str], list[s
         job.get("baseModel", ""),
         # A log file is no terminal: periodic log lines instead of a live progress bar.
         "--no-progress",
+        # The emulator is on this machine: `up`'s progress display reads metrics every second.
+        "--metrics-push-seconds",
+        "1",
     ]
     if spec.get("validationDatasetUri"):
         cmd += ["--validation-data", spec["validationDatasetUri"]]

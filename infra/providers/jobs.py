@@ -10,8 +10,10 @@ so a kill while waiting resumes waiting on the recorded job.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, ClassVar
 
+import pulumi
 from google.api_core import exceptions as gexc
 from pulumi.dynamic import CreateResult, ReadResult
 
@@ -29,6 +31,7 @@ from infra.providers.base import TunestackProvider, inputs_of, known, poll_setti
 from infra.vertex import checkpoints
 from infra.vertex import jobs as vertex_jobs
 from infra.vertex.errors import VertexError
+from infra.vertex.progress import describe, read_progress
 
 JOB_OUTPUTS = ("job_name", "key", "adopted", "state", "run_uri")
 
@@ -133,7 +136,8 @@ class JobCompletionProvider(TunestackProvider):
         target = target_of(inputs)
         name = inputs["job_name"]
         deadline = float(inputs.get("deadline_seconds") or 48 * 3600)
-        job = vertex_jobs.wait_for_job(target, name, deadline, **poll_settings())
+        report = progress_reporter(target, name, inputs["output_uri"])
+        job = vertex_jobs.wait_for_job(target, name, deadline, report, **poll_settings())
         vertex_jobs.raise_for_job(job)
         final, per_epoch = checkpoints.checkpoint_uris(target, inputs["output_uri"])
         tuned_model = ""
@@ -166,6 +170,25 @@ class JobCompletionProvider(TunestackProvider):
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to delete: the job belongs to its job resource."""
+
+
+def progress_reporter(target: Any, name: str, output_uri: str) -> Any:
+    """The completion wait's ``on_progress``: one line per change of the job's progress (state,
+    step, losses from its metrics.jsonl) to the Pulumi engine's log, and to stderr where the
+    engine does not take dynamic providers' logs (pulumi/pulumi#6065)."""
+    last: list[str] = []
+
+    def report(job: Any) -> None:
+        line = f"{name}: {describe(read_progress(target, output_uri, vertex_jobs.state_name(job)))}"
+        if last and last[0] == line:
+            return
+        last[:] = [line]
+        try:
+            pulumi.log.info(line, ephemeral=True)
+        except Exception:  # noqa: BLE001 - no engine to log to: say it on stderr instead
+            print(line, file=sys.stderr, flush=True)
+
+    return report
 
 
 def validate_training(news: dict[str, Any]) -> list[tuple[str, str]]:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infra import catalog
+
+#: ``base_model`` completions in ``specs/schema.json`` (the checks, not the schema, reject
+#: other ids, so that a typo gets "did you mean").
+_MODEL_IDS = {"enum": list(catalog.MODELS)}
 
 #: Most epochs of one tuning job (Vertex bills tokens x epochs; it keeps at most 10 checkpoints).
 MAX_EPOCHS = 100
@@ -151,7 +157,8 @@ class TuningJob(SpecModel):
     base_model: Annotated[
         str,
         Field(
-            description="Vertex model id from the catalog, e.g. meta/llama3_1@llama-3.1-8b-instruct."
+            description="Vertex model id from the catalog, e.g. meta/llama3_1@llama-3.1-8b-instruct (`tunestack models` lists them).",
+            json_schema_extra=_MODEL_IDS,
         ),
     ]
     custom_base_model: Annotated[
@@ -255,7 +262,8 @@ class Endpoint(SpecModel):
     accelerator_count: Annotated[
         int,
         Field(
-            ge=1, description="Accelerators per replica; must match the machine type. Default: 1."
+            ge=1,
+            description="Accelerators per replica; must match the machine type. Default: the machine type's (g2-standard-24: 2, g2-standard-48: 4, g2-standard-96: 8, other G2 machines: 1).",
         ),
     ] = 1
     min_replicas: Annotated[
@@ -271,6 +279,17 @@ class Endpoint(SpecModel):
             description="Catalog id of the architecture, for gs:// weights (sizes the fit check). Default: the job's base model."
         ),
     ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _machine_accelerators(cls, data: object) -> object:
+        """``accelerator_count`` defaults from ``machine_type`` (the catalog's G2 table), so
+        changing only the machine type (what ``endpoint-too-small`` suggests) stays valid."""
+        if isinstance(data, dict) and "accelerator_count" not in data:
+            machine = catalog.machine(str(data.get("machine_type")))
+            if machine is not None:
+                return {**data, "accelerator_count": machine.accelerator_count}
+        return data
 
 
 class IamGrant(SpecModel):
@@ -299,6 +318,35 @@ class TrainerImage(SpecModel):
     ] = None
 
 
+class Prices(SpecModel):
+    """Prices for the cost estimates of validate and plan (USD), overriding infra/cost.py's table."""
+
+    tuning_per_million_tokens: Annotated[
+        dict[str, float],
+        Field(
+            description="USD per million training tokens, by catalog model id (e.g. your contract's or the Vertex AI pricing page's figure). Default: the table's (none published in it yet)."
+        ),
+    ] = {}
+    machine_per_hour: Annotated[
+        dict[str, float],
+        Field(
+            description="USD per hour of one serving replica, by G2 machine type (machine and its L4s together). Default: the table's (none published in it yet)."
+        ),
+    ] = {}
+    source: Annotated[
+        str | None,
+        Field(description="Where these figures come from (shown next to them). Default: none."),
+    ] = None
+
+    @field_validator("tuning_per_million_tokens", "machine_per_hour")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if v < 0]
+        if bad:
+            raise ValueError(f"prices must be >= 0 (negative for {', '.join(bad)})")
+        return value
+
+
 class Spec(SpecModel):
     """A tunestack spec: one GCP project set up for open-model tuning and serving."""
 
@@ -325,5 +373,11 @@ class Spec(SpecModel):
         TrainerImage | None,
         Field(
             description="Build the trainer image (needed by engine: trainer_image). Default: none."
+        ),
+    ] = None
+    prices: Annotated[
+        Prices | None,
+        Field(
+            description="Prices for the cost estimates (validate, plan, PR diff). Default: the built-in table of infra/cost.py."
         ),
     ] = None

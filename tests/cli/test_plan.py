@@ -32,7 +32,7 @@ def test_json_contract(capsys, spec: Path) -> None:
     code, out, _ = run(capsys, "plan", str(spec), "--format", "json")
     assert code == 0
     doc = json.loads(out)
-    assert list(doc) == ["resources", "jobs", "endpoints"]
+    assert list(doc) == ["resources", "jobs", "endpoints", "cost"]
     for r in doc["resources"]:
         assert list(r) == ["type", "name", "parent", "inputs", "depends_on", "protect"]
         assert "__provider" not in r["inputs"]

@@ -105,6 +105,7 @@ def test_json_output_shape(bad_spec: Path, capsys: pytest.CaptureFixture[str]) -
         "epochs",
         "training_tokens",
         "checkpoints",
+        "estimated_cost_usd",
     }
     assert job["training_tokens"] == job["tokens"] * job["epochs"] and job["checkpoints"] == 3
 

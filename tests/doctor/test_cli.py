@@ -46,7 +46,7 @@ def test_json_report_of_a_healthy_project_exits_0(spec_file, adc, capsys):
     assert report["ok"] is True
     assert report["target"] == "gcp"
     assert {c["status"] for c in report["checks"]} == {"pass"}
-    assert {"check", "status", "detail", "fix"} == set(report["checks"][0])
+    assert {"check", "status", "detail", "fix", "blocked_by"} == set(report["checks"][0])
 
 
 def test_text_report_shows_each_failure_with_its_fix_and_exits_1(spec_file, adc, world, capsys):

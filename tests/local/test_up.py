@@ -24,7 +24,7 @@ def _spec(tmp_path: Path, epochs: int = 1) -> Path:
         REPO / "specs" / "data" / "local-demo", tmp_path / "spec" / "data" / "local-demo"
     )
     text = (
-        (REPO / "specs" / "local-demo.yaml").read_text().replace("epochs: 2", f"epochs: {epochs}")
+        (REPO / "specs" / "local-demo.yaml").read_text().replace("epochs: 25", f"epochs: {epochs}")
     )
     path = tmp_path / "spec" / "local-demo.yaml"
     path.write_text(text)

@@ -21,10 +21,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from types import FrameType
 
-from trainer.config import ConfigError, parse
+from trainer.config import ConfigError, TrainConfig, parse
 from trainer.recipe import DataError
 from trainer.runconfig import RunConfigMismatch
 from trainer.train import run
@@ -81,6 +82,7 @@ def _main(argv: list[str] | None) -> int:
         for line in str(e).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 1
+    quiet(cfg)
     try:
         return run(cfg)
     except DataError as e:
@@ -112,6 +114,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def quiet(cfg: TrainConfig) -> None:
+    """Only our own output: library FutureWarnings are notes to developers, not to the person
+    training (an explicit ``-W``/``PYTHONWARNINGS`` still wins), and ``--no-progress`` also
+    silences the Hugging Face progress bars (loading weights, writing shards)."""
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    if not cfg.progress:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        # Imported here: these modules are loaded by the run anyway, and the switch must be
+        # thrown before the first bar.
+        import huggingface_hub.utils  # noqa: PLC0415
+        import transformers.utils.logging  # noqa: PLC0415
+
+        huggingface_hub.utils.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

@@ -122,6 +122,11 @@ class TrainConfig:
     num_threads: int = _opt(0, "torch CPU threads (0 leaves torch's default). Default 0.")
     log_every: int = _opt(1, "Log a metrics line every N optimizer steps. Default 1.")
     progress: bool = _opt(True, "Show a rich progress bar. Default on.")
+    metrics_push_seconds: float = _opt(
+        10.0,
+        "Upload metrics.jsonl to the output at most every N seconds while training (live "
+        "progress for `tunestack up` and `tunestack status`; 0: only at checkpoints). Default 10.",
+    )
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def validate(self) -> list[str]:

@@ -291,11 +291,21 @@ class FineTuneRecipe:
                         "tokens": n_tok,
                     },
                 )
+                self._push_metrics_if_due()
                 if not (cfg.progress and self.console.is_terminal):
                     # Logs read by callers (the local server) get a plain line instead.
                     log(d, f"step {self.step}/{self.total_steps} epoch {epoch + 1} "
                            f"loss {loss:.4f} lr {lr:.2e} tokens/s {n_tok / dt:.0f}")  # fmt: skip
             yield loss, n_tok, dt, lr
+
+    def _push_metrics_if_due(self) -> None:
+        """Uploads metrics.jsonl every ``metrics_push_seconds`` (readers poll the output)."""
+        every = self.cfg.metrics_push_seconds
+        now = time.monotonic()
+        if every <= 0 or now - getattr(self, "_metrics_pushed", -every) < every:
+            return
+        self._metrics_pushed = now
+        self.out.push(self.node / "metrics.jsonl")
 
     # --- save ------------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.local.generate import GENERATION_TIMEOUT_S
-
+#: Default wall-clock limit of one generation, seconds (``tunestack serve --generation-timeout``).
+GENERATION_TIMEOUT_S = 120.0
 DEFAULT_PORT = 8470
 DEFAULT_BODY_LIMIT = 8 * 1024 * 1024
 DEFAULT_PREDICT_CONCURRENCY = 2
