@@ -180,6 +180,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         print("error: --force only applies with --delete-buckets", file=sys.stderr)
         return 2
     print(f"down {args.spec} on the local API", flush=True)
+    if args.spec.exists() and daemon.running() is None and not daemon.has_state():
+        # Nothing to undo (the same answer converge.down gives), without importing it.
+        print("no local API is running and no state is left: nothing is deployed")
+        return 0
     return _run(
         lambda console: _converge().down(args.spec, args.delete_buckets, console, force=args.force),
         args.spec,

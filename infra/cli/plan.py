@@ -62,7 +62,7 @@ def run_plan(args: argparse.Namespace) -> int:
         old = _load_old(args.diff_against)
         if old is None:
             return 1
-        diff = {"cost": cost.cost_delta(old.get("cost"), doc.get("cost")), **diff_plans(old, doc)}
+        diff = {**diff_plans(old, doc), "cost": cost.cost_delta(old.get("cost"), doc.get("cost"))}
         if args.format == "json":
             print(json.dumps(diff, indent=2))
         elif args.format == "markdown":

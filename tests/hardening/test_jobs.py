@@ -33,6 +33,7 @@ def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     bucket = client.create_bucket("jobs")
     bucket.blob("train.jsonl").upload_from_string(b"{}\n")
     bucket.blob("slow/train.jsonl").upload_from_string(b"{}\n")
+    bucket.blob("base/config.json").upload_from_string(b"{}")  # a custom base model to name
     try:
         yield srv
     finally:

@@ -79,8 +79,13 @@ def test_atomic_write_is_private_and_leaves_no_temp(tmp_path: Path) -> None:
 
 
 def test_files_under_the_home_are_private(server: Server) -> None:
+    # The job's data exists (the API checks it at create, as Vertex does).
+    data = gcs_client(endpoint=server.storage_url, token=server.token).create_bucket("mode-data")
+    data.blob("t.jsonl").upload_from_string(b"{}\n")
     status, job = server.call(
-        "POST", f"/v1beta1/{PARENT}/tuningJobs", tuning_body("gs://m/t.jsonl", "gs://m/o")
+        "POST",
+        f"/v1beta1/{PARENT}/tuningJobs",
+        tuning_body("gs://mode-data/t.jsonl", "gs://mode-data/o"),
     )
     assert status == 200
     wait_state(server, job["name"], {"JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"}, timeout=60)

@@ -75,7 +75,11 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 def _storage(home: Path):  # noqa: ANN202 - a storage.Client
     info = json.loads((home / "local" / "api.json").read_text())
-    return gcs.client("tunestack-buckets", info["storage_url"])
+    return gcs.client(
+        "tunestack-buckets",
+        info["storage_url"],
+        token=(home / "local" / "token").read_text().strip(),
+    )
 
 
 def _buckets(home: Path) -> set[str]:

@@ -35,7 +35,7 @@ MESSAGES = [
 
 
 def _deploy(local_api: Any, ckpt: Path, bucket: str) -> str:
-    gcs = gcs_client(endpoint=local_api.storage_url)
+    gcs = gcs_client(endpoint=local_api.storage_url, token=local_api.token)
     b = gcs.create_bucket(bucket)
     for f in ckpt.iterdir():
         b.blob(f"final/{f.name}").upload_from_filename(str(f))

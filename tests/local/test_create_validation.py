@@ -21,7 +21,7 @@ OUT = "gs://create-checks/out"
 
 @pytest.fixture(scope="module")
 def bucket(fake_server: Server) -> str:
-    gcs = gcs_client(endpoint=fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url, token=fake_server.token)
     gcs.create_bucket("create-checks")
     gcs.bucket("create-checks").blob("train.jsonl").upload_from_string(CHAT)
     return "gs://create-checks"

@@ -25,7 +25,7 @@ CHAT = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", 
 
 @pytest.fixture(scope="module")
 def bucket(fake_server: Server) -> str:
-    gcs = gcs_client(endpoint=fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url, token=fake_server.token)
     gcs.create_bucket("genai-bucket")
     gcs.bucket("genai-bucket").blob("slow/train.jsonl").upload_from_string(CHAT)
     gcs.bucket("genai-bucket").blob("train.jsonl").upload_from_string(CHAT)
@@ -93,7 +93,7 @@ def test_genai_create_get_list_cancel(
 def test_custom_base_model_through_genai(
     client: genai.Client, bucket: str, fake_server: Server
 ) -> None:
-    gcs = gcs_client(endpoint=fake_server.storage_url)
+    gcs = gcs_client(endpoint=fake_server.storage_url, token=fake_server.token)
     gcs.bucket("genai-bucket").blob("weights/config.json").upload_from_string(b"{}")
     job = client.tunings.tune(
         base_model="meta/llama3_1@llama-3.1-8b",

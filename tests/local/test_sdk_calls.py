@@ -31,7 +31,9 @@ PARENT = f"projects/{PROJECT}/locations/{REGION}"
 @pytest.fixture(scope="module")
 def weights(local_api: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     ckpt = tiny.build_tiny_checkpoint("llama", tmp_path_factory.mktemp("calls-ckpt"))
-    bucket = gcs_client(endpoint=local_api.storage_url).create_bucket("calls-weights")
+    bucket = gcs_client(endpoint=local_api.storage_url, token=local_api.token).create_bucket(
+        "calls-weights"
+    )
     for f in Path(ckpt).iterdir():
         bucket.blob(f"final/{f.name}").upload_from_filename(str(f))
     return "gs://calls-weights/final"

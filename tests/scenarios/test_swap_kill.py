@@ -108,7 +108,11 @@ def test_up_killed_mid_swap_converges_with_one_model(tmp_path: Path, point: str)
 def _swap_then_kill(run: Run, tmp_path: Path, point: str) -> None:
     run.up(_spec(None))  # the server and the bucket
     api = json.loads((run.home / "local" / "api.json").read_text())
-    client = gcs.client("tunestack-swap-kill", api["storage_url"])
+    client = gcs.client(
+        "tunestack-swap-kill",
+        api["storage_url"],
+        token=(run.home / "local" / "token").read_text().strip(),
+    )
     for name, seed in (("a", 1), ("b", 2)):
         local = build_tiny_checkpoint("llama", tmp_path / name, seed=seed)
         for f in sorted(p for p in local.rglob("*") if p.is_file()):
