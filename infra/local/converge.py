@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,8 @@ from rich.console import Console
 from rich.status import Status
 
 from infra import catalog, checks, gcs
-from infra.doctor.local import missing_adopted_bucket
-from infra.local import daemon, home
+from infra.local import buckets, daemon, home
+from infra.local.outcome import Changes, UpError
 from infra.local.progress import JobView
 from infra.plan import EndpointPlan, JobPlan, Plan, build_plan, keys
 from infra.vertex import checkpoints, deployments, swaps
@@ -54,27 +53,6 @@ DEPLOY_DEADLINE_S = 1800.0
 #: Fast polling: the server is on this machine.
 POLL: dict[str, Any] = {"initial_delay": 0.5, "max_delay": 3.0}
 SAMPLE_PROMPT = "What is a car?"
-
-
-@dataclass
-class Changes:
-    """What one ``up`` or ``down`` did (printed as the summary; tests assert on it)."""
-
-    created: list[str] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    #: Spec endpoint name -> endpoint resource name; spec job name -> its loss curve file.
-    endpoints: dict[str, str] = field(default_factory=dict)
-    loss_curves: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.created or self.deleted or self.updated)
-
-
-class UpError(Exception):
-    """A failure ``up``/``down`` reports as one message, exit 1 (no traceback)."""
 
 
 def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> Changes:
@@ -107,9 +85,9 @@ def up(spec_path: Path, smoke: bool, console: Console, predict: bool = True) -> 
         target = Target.local(plan.project.project_id, plan.project.region)
         record = _Record(spec_path)
         buckets_api = gcs.client(plan.project.project_id, api.storage_url, token=api.token)
-        _adopted_buckets_exist(buckets_api, plan, api.storage_url, status)
-        _buckets(buckets_api, plan, changes, console, status)
-        _uploads(buckets_api, plan, changes, console, status)
+        buckets.check_adopted_buckets(buckets_api, plan, api.storage_url, status)
+        buckets.ensure_buckets(buckets_api, plan, changes, console, status)
+        buckets.upload_datasets(buckets_api, plan, changes, console, status)
         record.meta(project=plan.project.project_id, region=plan.project.region)
         for job in plan.jobs:
             _job(target, plan, job, changes, record, console, status)
@@ -161,7 +139,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console, force: bool = 
     region = plan.project.region if plan else record.data.get("region", "us-central1")
     target = Target.local(project, region)
     if delete_buckets and plan is not None:
-        _may_delete_buckets(plan, force)
+        buckets.check_may_delete(plan, force)
     with console.status("removing", spinner="dots") as status:
         endpoints = dict(record.data.get("endpoints", {}))
         if plan is not None:
@@ -210,7 +188,7 @@ def down(spec_path: Path, delete_buckets: bool, console: Console, force: bool = 
             changes.deleted.append(f"job {label}")
             console.print(f"[red]-[/] job {label} cancelled ({final})")
         if delete_buckets and plan is not None:
-            _delete_buckets(
+            buckets.delete_buckets(
                 gcs.client(project, api.storage_url, token=api.token), plan, changes, console
             )
     record.clear()
@@ -252,84 +230,6 @@ def _validated_plan(spec_path: Path, console: Console) -> Plan:
     return build_plan(report.spec, report, spec_path)
 
 
-def _buckets(
-    buckets_api: Any, plan: Plan, changes: Changes, console: Console, status: Status
-) -> None:
-    wanted = [b.bucket for b in plan.buckets]
-    for uri in [j.output_uri for j in plan.jobs] + [u.uri for u in plan.uploads]:
-        name = gcs.split(uri)[0]
-        if name not in wanted:
-            wanted.append(name)
-    for name in wanted:
-        status.update(f"bucket {name}")
-        if buckets_api.bucket(name).exists():
-            changes.adopted.append(f"bucket {name}")
-            continue
-        try:
-            buckets_api.create_bucket(name)
-        except gexc.Conflict:
-            changes.adopted.append(f"bucket {name}")
-            continue
-        changes.created.append(f"bucket {name}")
-        console.print(f"[green]+[/] bucket gs://{name}")
-
-
-def _adopted_buckets_exist(buckets_api: Any, plan: Plan, storage_url: str, status: Status) -> None:
-    """``create: false`` buckets must exist, as in the cloud: checked before anything is
-    created or uploaded (the message is doctor --local's)."""
-    for bucket in (b for b in plan.buckets if not b.create):
-        status.update(f"bucket {bucket.bucket}")
-        if not buckets_api.bucket(bucket.bucket).exists():
-            problem, fix = missing_adopted_bucket(bucket.bucket, storage_url)
-            raise UpError(f"{problem}: {fix}; nothing was uploaded or submitted")
-
-
-def _may_delete_buckets(plan: Plan, force: bool) -> None:
-    """``--delete-buckets`` refuses protected buckets without ``--force``, before any removal."""
-    protected = [b.bucket for b in plan.buckets if b.create and b.protect]
-    if protected and not force:
-        names = ", ".join(f"gs://{n}" for n in protected)
-        raise UpError(
-            f"{names}: protect: true, so --delete-buckets will not delete it (add --force to "
-            f"delete protected buckets and their objects); nothing was removed"
-        )
-
-
-def _delete_buckets(buckets_api: Any, plan: Plan, changes: Changes, console: Console) -> None:
-    """Deletes the buckets the spec manages (``create: true``) with their objects; buckets it
-    only adopts (``create: false``) are never deleted."""
-    for bucket in plan.buckets:
-        if not bucket.create:
-            console.print(f"  bucket gs://{bucket.bucket} kept: create: false (not tunestack's)")
-            continue
-        b = buckets_api.bucket(bucket.bucket)
-        if not b.exists():
-            continue
-        for blob in buckets_api.list_blobs(bucket.bucket):
-            blob.delete()
-        b.delete()
-        changes.deleted.append(f"bucket {bucket.bucket}")
-        protected = " (protected; --force)" if bucket.protect else ""
-        console.print(f"[red]-[/] bucket {bucket.bucket} deleted{protected}")
-
-
-def _uploads(
-    buckets_api: Any, plan: Plan, changes: Changes, console: Console, status: Status
-) -> None:
-    for upload in plan.uploads:
-        status.update(f"dataset {upload.dataset} ({upload.split})")
-        blob = buckets_api.bucket(upload.bucket).blob(upload.object_name)
-        if blob.exists():
-            changes.adopted.append(f"upload {upload.uri}")
-            continue
-        # Content-addressed name: an existing object already holds exactly these bytes.
-        blob.upload_from_filename(upload.local_path)
-        changes.created.append(f"upload {upload.uri}")
-        console.print(
-            f"[green]+[/] {upload.uri} ({Path(upload.local_path).stat().st_size:,} bytes)"
-        )
-
-
 def _job_inputs(plan: Plan, job: JobPlan) -> dict[str, Any]:
     """The providers' job inputs, as the Pulumi program builds them: the same job key."""
     inputs = job.provider_inputs(plan.project.project_id, plan.project.region)
@@ -369,14 +269,14 @@ def _job(
 
     def progress(current: Any) -> None:
         view.update(
-            job_progress.read_progress(target, job.output_uri, vertex_jobs.state_name(current))
+            job_progress.read_progress(target, job.run_uri, vertex_jobs.state_name(current))
         )
 
     try:
         done = vertex_jobs.wait_for_job(target, name, JOB_DEADLINE_S, progress, **POLL)
     finally:
         status.start()
-    final = job_progress.read_progress(target, job.output_uri, vertex_jobs.state_name(done))
+    final = job_progress.read_progress(target, job.run_uri, vertex_jobs.state_name(done))
     try:
         vertex_jobs.raise_for_job(done)
     except JobFailed as e:
@@ -398,7 +298,7 @@ def _local_loss_curve(target: Target, uri: str | None, rid: str) -> str | None:
     dest = home.local_dir() / "jobs" / rid / "loss_curve.png"
     try:
         bucket, name = gcs.split(uri)
-        client_ = gcs.client(target.project, target.resolved_storage_endpoint())
+        client_ = target.storage_client()
         dest.parent.mkdir(parents=True, exist_ok=True)
         client_.bucket(bucket).blob(name).download_to_filename(str(dest))
     except (gexc.GoogleAPIError, OSError, ValueError):

@@ -77,7 +77,7 @@ def read_progress(target: Target, output_uri: str, state: str) -> JobProgress:
     """
     progress = JobProgress(state=state.removeprefix("JOB_STATE_"))
     try:
-        client = gcs.client(target.project, target.resolved_storage_endpoint())
+        client = target.storage_client()
         bucket, prefix = gcs.split(node_uri(output_uri))
         run = _read(client, bucket, f"{prefix}/run.json", MAX_RUN_BYTES)
         metrics = _read(client, bucket, f"{prefix}/metrics.jsonl", MAX_METRICS_BYTES)

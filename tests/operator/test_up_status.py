@@ -17,7 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
-PREFIX = "gs://tunestack-local-demo/runs/vehicles-llama/postprocess/node-0"
+#: The job version's own prefix: ``runs/vehicles-llama/<run key>`` (16 hex of its inputs).
+RUN = "gs://tunestack-local-demo/runs/vehicles-llama/<run>"
+PREFIX = f"{RUN}/postprocess/node-0"
+_RUN_KEY = re.compile(r"(runs/vehicles-llama)/[0-9a-f]{16}\b")
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +39,7 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, float):
         return "<float>"
     if isinstance(value, str):
+        value = _RUN_KEY.sub(r"\1/<run>", value)
         return re.sub(
             r"/(tuningJobs|endpoints|models)/\d+", r"/\1/<id>", re.sub(r"^\d{6,}$", "<id>", value)
         )
@@ -67,9 +71,9 @@ def test_up_progress_lines_then_status_json_then_logs(tmp_path: Path) -> None:
             r"  job vehicles-llama: succeeded: train loss \d+\.\d{4}, eval loss \d+\.\d{4} \(12 steps\)",
             summary[0],
         )
-        assert (
-            f"  checkpoints: {PREFIX}/checkpoints/{{checkpoint-6, checkpoint-12, final}}" in lines
-        )
+        assert f"  checkpoints: {PREFIX}/checkpoints/{{checkpoint-6, checkpoint-12, final}}" in [
+            _normalise(line) for line in lines
+        ]
         curve = next(line for line in lines if line.startswith("  loss curve: ")).split(": ", 1)[1]
         assert Path(curve).is_file() and Path(curve).read_bytes()[:4] == b"\x89PNG"
         assert Path(curve).is_relative_to(home)
@@ -84,7 +88,7 @@ def test_up_progress_lines_then_status_json_then_logs(tmp_path: Path) -> None:
             "jobs": [{
                 "name": "vehicles-llama",
                 "job": "projects/tunestack-local-demo/locations/us-central1/tuningJobs/<id>",
-                "output_uri": "gs://tunestack-local-demo/runs/vehicles-llama",
+                "output_uri": RUN,
                 "progress": {
                     "state": "SUCCEEDED", "step": 12, "total_steps": 12, "epoch": 2, "epochs": 2,
                     "loss": "<float>", "eval_loss": "<float>", "tokens_per_s": "<float>",
