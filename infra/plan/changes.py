@@ -127,7 +127,7 @@ def changed_inputs(type_: str, old: dict[str, Any], new: dict[str, Any]) -> list
     """The compared inputs whose values differ, sorted (2 and 2.0 are equal, as on the wire)."""
     skip = UNCOMPARED.get(type_, ())
     names = sorted(set(old) | set(new))
-    return [k for k in names if k not in skip and _norm(old.get(k)) != _norm(new.get(k))]
+    return inputs.changed_inputs(names, old, new, skip)
 
 
 def input_action(type_: str, changed: list[str]) -> str:
@@ -326,14 +326,3 @@ def _total(values: Any) -> int | None:
 
 def _kind(type_: str) -> str:
     return type_.rsplit(":", 1)[-1]
-
-
-def _norm(value: Any) -> Any:
-    # Numbers travel as floats on the wire: 2 and 2.0 are the same input (as the providers).
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_norm(v) for v in value]
-    return value

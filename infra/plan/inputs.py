@@ -86,6 +86,28 @@ def _has_no_default(f: Field[Any]) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
+def changed_inputs(
+    names: tuple[str, ...] | list[str],
+    old: dict[str, Any],
+    new: dict[str, Any],
+    skip: tuple[str, ...] | frozenset[str] = (),
+) -> list[str]:
+    """The inputs among ``names`` whose values differ between ``old`` and ``new``: what the
+    providers' ``diff`` and the plan's diff both compare (numbers as the wire sends them:
+    ``2`` and ``2.0`` are the same input)."""
+    return [k for k in names if k not in skip and _wire(old.get(k)) != _wire(new.get(k))]
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire(v) for v in value]
+    return value
+
+
 @dataclass
 class ServiceAgentsArgs:
     """Inputs of :class:`ServiceAgents`.

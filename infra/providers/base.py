@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypedDict, TypeGuard
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.output import Unknown
 
+from infra.plan.inputs import changed_inputs
 from infra.vertex.target import Target
 
 #: Placeholder the engine sends for values not known yet (preview). The host turns it into a
@@ -80,7 +81,7 @@ class TunestackProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in self.INPUTS if _norm(olds.get(name)) != _norm(news.get(name))]
+        changed = changed_inputs(self.INPUTS, olds, news)
         replaces = [name for name in changed if name in self.REPLACES]
         return DiffResult(
             changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=False
@@ -96,14 +97,3 @@ class TunestackProvider(ResourceProvider):
 def inputs_of(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """The declared inputs of ``props`` (drops ``__provider`` and anything undeclared)."""
     return {name: props.get(name) for name in names}
-
-
-def _norm(value: Any) -> Any:
-    # Numbers travel as floats on the wire: 2 and 2.0 are the same input.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_norm(v) for v in value]
-    return value
