@@ -40,6 +40,7 @@ from google.protobuf import json_format
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_google import send_json  # noqa: E402
 from provider_host import ProviderHost  # noqa: E402
 
 from infra.local.api import app  # noqa: E402
@@ -293,14 +294,7 @@ def _proxy(api: LocalVertex) -> ThreadingHTTPServer:
             api.bodies.append(body)
             if api.hook is not None:
                 api.hook(kind, path)
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client was killed mid-request: exactly what crash tests do
+            send_json(self, status, data)
 
         do_GET = do_POST = do_DELETE = do_PATCH = _serve
 

@@ -16,6 +16,18 @@ from typing import Any
 Respond = Callable[[BaseHTTPRequestHandler, bytes], tuple[int, str]]
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> None:
+    """Answers ``data`` as JSON; a client killed mid-request (what crash tests do) is fine."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 @contextmanager
 def serve_json(respond: Respond) -> Iterator[str]:
     """Serves ``respond`` (a small fake Google REST API) on a free 127.0.0.1 port.
@@ -28,14 +40,7 @@ def serve_json(respond: Respond) -> Iterator[str]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             status, text = respond(self, body)
             data = text.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the provider host was killed mid-request (crash tests)
+            send_json(self, status, data)
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 

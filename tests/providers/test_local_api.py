@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from fake_google import send_json
 from google.cloud import aiplatform_v1beta1 as aip
 from provider_host import ProviderHost
 
@@ -67,14 +68,7 @@ class Proxy:
                 proxy.calls.append((self.command, self.path))
                 if proxy.hook is not None:
                     proxy.hook(self.command, self.path)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                send_json(self, status, data)
 
             do_GET = do_POST = do_DELETE = do_PATCH = _serve
 
