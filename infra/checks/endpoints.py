@@ -6,13 +6,18 @@ accelerator memory (an error) and should leave room for the KV cache (a warning)
 
 from __future__ import annotations
 
-from infra import catalog, gcs
+from infra import catalog, checkpoint_selection, gcs
 from infra.checks.names import check_duplicates, check_gs_uri
 from infra.diagnostics import Reporter, did_you_mean
 from infra.spec import Spec
 
 #: The selections offered in "did you mean" hints.
-_SELECTIONS = (catalog.FINAL_CHECKPOINT, catalog.BEST_CHECKPOINT, "epoch-1", "checkpoint-1")
+_SELECTIONS = (
+    catalog.FINAL_CHECKPOINT,
+    checkpoint_selection.BEST_CHECKPOINT,
+    "epoch-1",
+    "checkpoint-1",
+)
 
 
 def check_endpoints(r: Reporter, spec: Spec) -> None:
@@ -88,9 +93,9 @@ def _checkpoint(r: Reporter, spec: Spec, index: int) -> None:
     """``checkpoint:`` names a checkpoint the job will have, checked before any training."""
     e = spec.endpoints[index]
     field = f"endpoints[{index}].checkpoint"
-    sel = catalog.parse_checkpoint(e.checkpoint)
+    sel = checkpoint_selection.parse_checkpoint(e.checkpoint)
     if sel is None:
-        shown = e.checkpoint[: catalog.MAX_SELECTION_CHARS]
+        shown = e.checkpoint[: checkpoint_selection.MAX_SELECTION_CHARS]
         r.error(
             "invalid-checkpoint",
             field,

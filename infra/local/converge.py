@@ -34,7 +34,7 @@ from google.protobuf import json_format, struct_pb2
 from rich.console import Console
 from rich.status import Status
 
-from infra import catalog, checks, gcs
+from infra import catalog, checkpoint_selection, checks, gcs
 from infra.local import buckets, daemon, home
 from infra.local.outcome import Changes, UpError
 from infra.local.progress import JobView
@@ -355,7 +355,7 @@ def _checkpoint_uri(target: Target, plan: Plan, ep: EndpointPlan, record: _Recor
     found = checkpoints.job_checkpoints(target, job.run_uri, tuned)
     try:
         return checkpoints.resolve_checkpoint(ep.checkpoint, found)
-    except catalog.CheckpointNotFound as e:
+    except checkpoint_selection.CheckpointNotFound as e:
         raise UpError(f"endpoint {ep.endpoint}: {e}") from None
 
 

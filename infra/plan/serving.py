@@ -6,7 +6,7 @@ waits for the Vertex API and the grants on the weights' bucket.
 
 from __future__ import annotations
 
-from infra import catalog
+from infra import catalog, checkpoint_selection
 from infra.plan import derive
 from infra.plan.model import EndpointPlan, JobPlan
 from infra.spec.models import Spec
@@ -76,7 +76,7 @@ def _serves(job: str | None, checkpoint: str, uri: str) -> tuple[str, str | None
     """What an endpoint serves, in words, and its URI (None until training decides)."""
     if job is None:
         return f"weights {uri}", uri
-    sel = catalog.parse_checkpoint(checkpoint)
+    sel = checkpoint_selection.parse_checkpoint(checkpoint)
     if sel is not None and sel.kind == "epoch":
         how = f"the checkpoint of epoch {sel.number}, its step resolved from the job's checkpoints after training"
         return f"job {job}, {checkpoint}: {how}", None

@@ -16,7 +16,7 @@ from typing import Any
 import google.auth.exceptions
 from google.api_core import exceptions as gexc
 
-from infra import catalog, gcs
+from infra import catalog, checkpoint_selection, gcs
 from infra.vertex.target import Target
 
 #: Per-checkpoint metadata our trainer writes (``trainer.checkpoint.CHECKPOINT_META``).
@@ -89,7 +89,7 @@ def job_checkpoints(
 def resolve_checkpoint(selection: str, checkpoints: list[dict[str, Any]]) -> str:
     """The URI ``selection`` names among what :func:`job_checkpoints` found.
 
-    The rule itself is :func:`infra.catalog.resolve_checkpoint` (the one that ``validate``
+    The rule itself is :func:`infra.checkpoint_selection.resolve_checkpoint` (the one that ``validate``
     checks against); this only tells the ``final`` entry from the per-epoch ones.
 
     Raises:
@@ -98,7 +98,7 @@ def resolve_checkpoint(selection: str, checkpoints: list[dict[str, Any]]) -> str
     suffix = "/" + catalog.FINAL_CHECKPOINT
     finals = [c["uri"] for c in checkpoints if str(c["uri"]).endswith(suffix)]
     kept = [c for c in checkpoints if not str(c["uri"]).endswith(suffix)]
-    return catalog.resolve_checkpoint(selection, kept, finals[0] if finals else None)
+    return checkpoint_selection.resolve_checkpoint(selection, kept, finals[0] if finals else None)
 
 
 def _meta(client: Any, uri: str) -> dict[str, Any]:

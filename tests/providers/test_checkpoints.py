@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.catalog import CheckpointNotFound
+from infra.checkpoint_selection import CheckpointNotFound
 from infra.vertex.checkpoints import resolve_checkpoint
 
 RUN = "gs://b/runs/j/0123456789abcdef/postprocess/node-0/checkpoints"
