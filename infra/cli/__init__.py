@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from types import ModuleType
 
@@ -68,6 +69,38 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {describe(e)}", file=sys.stderr)
         return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the command unwinds like a Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def run() -> int:
+    """The console script: :func:`main` with SIGTERM handled like Ctrl-C, then an exit that a
+    late signal cannot turn into a crash.
+
+    SIGTERM (``kill``, ``timeout``, a service manager) unwinds the command and exits 143 with
+    one line, as Ctrl-C exits 130. Once the command has its exit status, both are ignored:
+    Python puts the default handlers back while it shuts down, so a signal arriving then would
+    kill the process by the signal (status -2 or -15, no message) instead of exiting with the
+    status the command printed.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("tunestack: interrupted", file=sys.stderr)
+        code = 130
+    except Terminated:
+        print("tunestack: terminated", file=sys.stderr)
+        code = 143
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
 
 
 def describe(error: BaseException) -> str:

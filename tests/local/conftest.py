@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
-ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
+ENTRY = "import sys; from infra.cli import run; sys.exit(run())"
 PARENT = "projects/test-project/locations/us-central1"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
+ENTRY = "import sys; from infra.cli import run; sys.exit(run())"
 #: The job version's own prefix: ``runs/vehicles-llama/<run key>`` (16 hex of its inputs).
 RUN = "gs://tunestack-local-demo/runs/vehicles-llama/<run>"
 PREFIX = f"{RUN}/postprocess/node-0"

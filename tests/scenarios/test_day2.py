@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
+ENTRY = "import sys; from infra.cli import run; sys.exit(run())"
 CKPTS = "postprocess/node-0/checkpoints"
 
 

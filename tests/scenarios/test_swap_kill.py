@@ -25,7 +25,7 @@ from trainer.tiny import build_tiny_checkpoint
 
 from infra import gcs
 
-ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
+ENTRY = "import sys; from infra.cli import run; sys.exit(run())"
 BUCKET = "tunestack-swap-kill"
 
 

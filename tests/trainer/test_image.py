@@ -51,7 +51,7 @@ def test_hadolint_clean() -> None:
 @pytest.mark.slow  # --help imports torch and transformers: ~15 s on a busy CI box
 def test_console_script_is_registered() -> None:
     eps = {e.name: e.value for e in entry_points(group="console_scripts")}
-    assert eps.get("tunestack-trainer") == "trainer.__main__:main"
+    assert eps.get("tunestack-trainer") == "trainer.__main__:entry"
     exe = _tool("tunestack-trainer")
     assert exe is not None
     if exe:

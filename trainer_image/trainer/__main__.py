@@ -54,6 +54,27 @@ def main(argv: list[str] | None = None) -> int:
         return 143
 
 
+def entry() -> int:
+    """The console script and ``python -m trainer``: :func:`main`, then an exit that a late
+    signal cannot turn into a crash.
+
+    Once the run has its exit status, SIGINT and SIGTERM are ignored: Python restores the
+    default handlers while it shuts down, so a signal arriving then would kill the process by
+    the signal (no message, and a finished run would read as a failed one).
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        code = 130
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        code = 143
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
+
+
 def sweep_scratch(tmp: Path | None = None) -> list[Path]:
     """Removes the scratch directories of trainers that are no longer running.
 
@@ -134,4 +155,4 @@ def quiet(cfg: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
