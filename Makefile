@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/validate_throughput.py
 	$(PY) bench/plan_scale.py
 	$(PY) bench/trainer_vs_trl.py
+	$(PY) bench/storage_door.py
 	$(PY) bench/predict_load.py
 
 clean:

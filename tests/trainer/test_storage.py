@@ -19,7 +19,7 @@ from .conftest import config
 
 @pytest.fixture
 def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    emu = StorageEmulator(root=tmp_path / "gcs")
+    emu = StorageEmulator(root=tmp_path / "gcs", isolation="off")
     emu.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emu.url)
     monkeypatch.setattr(storage, "_CLIENT", None)

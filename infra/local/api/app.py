@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -109,18 +110,27 @@ def serve(settings: Settings, ready: Callable[[str, str], None] | None = None) -
     shown_host = "127.0.0.1" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
     api_url = f"http://{shown_host}:{settings.port}"
     storage_url = f"http://{shown_host}:{door_sock.getsockname()[1]}"
-    # The emulator itself listens on a private 127.0.0.1 port; every client (the trainer
-    # included) reaches it through the door, which checks the token and object names.
+    # The emulator runs in its own network namespace behind a private Unix socket (or, where
+    # that is impossible, on a private 127.0.0.1 port); every client (the trainer included)
+    # reaches it through the door, which checks the token and object names.
     emulator = storage.StorageEmulator(0, public_url=storage_url)
     emulator.start()
-    door = storage_door.DoorServer(door_sock, emulator.url, token, host_names(settings))
+    if emulator.exposed:
+        print(
+            f"warning: the storage emulator listens on {emulator.url}, which any local "
+            f"process can reach without the token: {emulator.exposed}",
+            file=sys.stderr,
+        )
+    door = storage_door.DoorServer(
+        door_sock, emulator.url, token, host_names(settings), emulator.transport()
+    )
     door.start()
     ctx = Context(settings, storage_url, token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx.scheduler.start()
-        home.write_api_file(api_url, storage_url, os.getpid())
+        home.write_api_file(api_url, storage_url, os.getpid(), emulator.exposed)
         if ready is not None:
             ready(api_url, storage_url)
         try:
