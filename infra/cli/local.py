@@ -210,8 +210,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"loss curve of {job}: {curve}")
         print("next:")
         print(f"  tunestack status {spec} --local     # jobs, losses, checkpoints, endpoints")
-        for resource in changes.endpoints.values():
-            print(f"  tunestack chat {resource} --local   # talk to the tuned model")
+        for name in changes.endpoints:
+            print(f"  tunestack chat {name} --spec {spec} --local   # talk to the tuned model")
         print(f"  tunestack down {spec} --local       # remove it all")
     return code
 

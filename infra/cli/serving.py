@@ -7,6 +7,10 @@ interactively, or once with ``--message``. ``predict`` sends one prompt instance
 without it, Vertex AI in the endpoint's region with Application Default Credentials: the same
 calls.
 
+ENDPOINT is the resource name (``projects/P/locations/L/endpoints/ID``, as ``status`` prints
+it) or, with ``--spec SPEC``, the spec's endpoint name: the spec gives the project and
+region, and the endpoint is found by its display name as ``status`` finds it (the newest).
+
 Only the standard library is imported at start (these commands must start fast); google-auth
 is imported for the cloud only.
 """
@@ -29,6 +33,8 @@ ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/([^/]+)/endpoints/[^/:]+")
 TIMEOUT_S = 600.0
 #: Longest line of an error answer quoted.
 MAX_ERROR_CHARS = 500
+#: Pages of ``endpoints.list`` read to find a spec endpoint by name (100 endpoints a page).
+MAX_LIST_PAGES = 20
 
 
 class CliError(Exception):
@@ -44,6 +50,11 @@ class Target:
     token: str
 
 
+ENDPOINT_HELP = (
+    "the endpoint: projects/P/locations/L/endpoints/ID, or with --spec the spec's endpoint name"
+)
+
+
 def register(sub: Any) -> None:
     """Adds ``chat`` and ``predict`` to the parser."""
     c = sub.add_parser(
@@ -55,7 +66,7 @@ def register(sub: Any) -> None:
             "model's chat template, as the trainer did."
         ),
     )
-    c.add_argument("endpoint", help="the endpoint: projects/P/locations/L/endpoints/ID")
+    c.add_argument("endpoint", help=ENDPOINT_HELP)
     _common(c)
     c.add_argument("--message", help="send this one message, print the answer and exit")
     c.add_argument("--system", help="a system message starting the conversation")
@@ -66,7 +77,7 @@ def register(sub: Any) -> None:
         help="send one prompt to a deployed endpoint's :predict",
         description="Send one prompt instance to an endpoint's :predict and print the prediction.",
     )
-    p.add_argument("endpoint", help="the endpoint: projects/P/locations/L/endpoints/ID")
+    p.add_argument("endpoint", help=ENDPOINT_HELP)
     p.add_argument("--prompt", required=True, help="the prompt")
     p.add_argument("--raw", action="store_true", help="the output only (raw_response)")
     _common(p)
@@ -143,6 +154,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", action="store_true", help="call the local API (tunestack serve)")
+    p.add_argument(
+        "--spec",
+        help="the YAML spec whose endpoint ENDPOINT names (project and region from it)",
+    )
     p.add_argument("--max-tokens", dest="max_tokens", type=int, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, help="sampling temperature (0: greedy)")
     p.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling mass")
@@ -154,18 +169,80 @@ def _target(args: argparse.Namespace) -> Target:
     name = args.endpoint.strip().strip("/")
     name = re.sub(r"^(v1|v1beta1)/", "", name)
     m = ENDPOINT_NAME.fullmatch(name)
-    if m is None:
+    if m is None and not args.spec:
         raise CliError(
-            f"{args.endpoint!r} is not an endpoint name (projects/P/locations/L/endpoints/ID)"
+            f"{args.endpoint!r} is not an endpoint resource name "
+            "(projects/P/locations/L/endpoints/ID); to use the spec's endpoint name, "
+            "add --spec SPEC"
         )
+    spec = _spec(args.spec) if m is None else None
     if args.local:
         from infra.local import home  # stdlib-only module: keeps start-up fast
 
         api = home.discover()
         if api is None:
             raise CliError("no local API is running: start it with `tunestack serve`")
-        return Target(api.api_url, name, api.token)
-    return Target(f"https://{m[1]}-aiplatform.googleapis.com", name, _adc_token())
+        target = Target(api.api_url, name, api.token)
+    else:
+        region = m[1] if m else spec.project.region
+        target = Target(f"https://{region}-aiplatform.googleapis.com", name, _adc_token())
+    if spec is not None:
+        target = Target(target.base, _find_endpoint(target, spec, name), target.token)
+    return target
+
+
+def _spec(path: str) -> Any:
+    """The validated spec at ``path`` (datasets unread); its diagnostics then an error if not."""
+    import importlib  # noqa: PLC0415 - only with --spec
+
+    report = importlib.import_module("infra.checks").validate(path, check_datasets=False)
+    if not report.ok or report.spec is None:
+        for d in report.diagnostics:
+            print(d.format(), file=sys.stderr)
+        raise CliError(f"{path}: invalid spec")
+    return report.spec
+
+
+def _find_endpoint(target: Target, spec: Any, name: str) -> str:
+    """The resource name of the spec endpoint ``name``: the newest endpoint whose display
+    name is the spec's (``status``'s rule)."""
+    from infra.plan.keys import is_spec_endpoint  # noqa: PLC0415 - only with --spec
+
+    names = [e.name for e in spec.endpoints]
+    if name not in names:
+        raise CliError(
+            f"the spec has no endpoint {name!r}; its endpoints: {', '.join(names) or 'none'}"
+        )
+    parent = f"projects/{spec.project.id}/locations/{spec.project.region}"
+    found: list[tuple[str, str]] = []
+    token = ""
+    for _ in range(MAX_LIST_PAGES):
+        query = urllib.parse.urlencode({"pageSize": 100, **({"pageToken": token} if token else {})})
+        page = _get(target, f"/v1/{parent}/endpoints?{query}")
+        for ep in page.get("endpoints", []):
+            if is_spec_endpoint(str(ep.get("displayName", "")), name):
+                found.append((str(ep.get("createTime", "")), str(ep["name"])))
+        token = str(page.get("nextPageToken") or "")
+        if not token:
+            break
+    if not found:
+        raise CliError(
+            f"endpoint {name!r} of the spec is not deployed in {parent} "
+            "(apply the spec first; `tunestack status SPEC` shows what exists)"
+        )
+    return max(found, key=lambda f: _timestamp(f[0]))[1]
+
+
+def _timestamp(value: str) -> float:
+    """RFC 3339 (``...T10:19:57.025373123Z``) as seconds; 0 when unreadable."""
+    from datetime import datetime  # noqa: PLC0415
+
+    head, _, frac = value.rstrip("Z").partition(".")
+    try:
+        seconds = datetime.fromisoformat(head + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
+    return seconds + (float(f"0.{frac}") if frac.isdigit() else 0.0)
 
 
 def _adc_token() -> str:
@@ -210,6 +287,25 @@ def _send(target: Target, path: str, body: Any) -> tuple[http.client.HTTPConnect
             message = raw.strip()[:MAX_ERROR_CHARS] or resp.reason
         raise CliError(f"{resp.status}: {message}")
     return conn, resp
+
+
+def _get(target: Target, path: str) -> Any:
+    conn = _connection(target)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {target.token}"})
+        resp = conn.getresponse()
+        raw = resp.read().decode(errors="replace")
+    except OSError as e:
+        raise CliError(f"cannot reach {target.base}: {e}") from None
+    finally:
+        conn.close()
+    if resp.status != 200:
+        try:
+            message = json.loads(raw)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = raw.strip()[:MAX_ERROR_CHARS] or resp.reason
+        raise CliError(f"{resp.status}: {message}")
+    return json.loads(raw)
 
 
 def _json(target: Target, path: str, body: Any) -> Any:

@@ -90,11 +90,7 @@ def _endpoints(target: Target, spec: Spec) -> list[dict[str, Any]]:
         listed.append(ep)
     out: list[dict[str, Any]] = []
     for e in spec.endpoints:
-        mine = [
-            ep
-            for ep in listed
-            if ep.display_name == e.name or ep.display_name.startswith(f"{e.name} [ts-")
-        ]
+        mine = [ep for ep in listed if keys.is_spec_endpoint(ep.display_name, e.name)]
         if not mine:
             out.append(
                 {"name": e.name, "endpoint": None, "deployed_models": [], "traffic_split": {}}

@@ -20,7 +20,7 @@ from infra import catalog, wait
 from infra.local import home
 
 # infra.cli has no __main__ module; this is the console script's body.
-_ENTRY = "import sys; from infra.cli import main; sys.exit(main())"
+_ENTRY = "import sys; from infra.cli import run; sys.exit(run())"
 
 
 class DaemonError(RuntimeError):

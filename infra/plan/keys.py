@@ -129,6 +129,12 @@ def display_tag(key: str) -> str:
     return f"[ts-{key[:DISPLAY_KEY_LENGTH]}]"
 
 
+def is_spec_endpoint(display_name: str, name: str) -> bool:
+    """True when an endpoint's display name is the spec endpoint ``name``'s: the name itself,
+    or the name followed by its deployment's tag (``NAME [ts-...]``)."""
+    return display_name == name or display_name.startswith(f"{name} [ts-")
+
+
 def deploy_display_names(
     key: str, endpoint_display_name: str, model_display_name: str, model: str = ""
 ) -> tuple[str, str]:

@@ -34,12 +34,14 @@ MESSAGES = [
 ]
 
 
-def _deploy(local_api: Any, ckpt: Path, bucket: str) -> str:
+def _deploy(local_api: Any, ckpt: Path, bucket: str, display_name: str = "") -> str:
     gcs = gcs_client(endpoint=local_api.storage_url, token=local_api.token)
-    b = gcs.create_bucket(bucket)
+    b = gcs.bucket(bucket) if gcs.bucket(bucket).exists() else gcs.create_bucket(bucket)
     for f in ckpt.iterdir():
         b.blob(f"final/{f.name}").upload_from_filename(str(f))
-    body = {"customModel": {"gcsUri": f"gs://{bucket}/final"}}
+    body: dict[str, Any] = {"customModel": {"gcsUri": f"gs://{bucket}/final"}}
+    if display_name:
+        body["endpointConfig"] = {"endpointDisplayName": display_name}
     status, op = _call(local_api, "POST", f"/v1beta1/{PARENT}:deploy", body)
     assert status == 200, op
     deadline = time.monotonic() + 120
@@ -440,7 +442,11 @@ def test_tunestack_chat_and_predict_local(local_api: Any, endpoint: str) -> None
 
 def test_tunestack_chat_errors_are_one_line(local_api: Any, endpoint: str) -> None:
     for args, needle in (
-        (("chat", "not-an-endpoint", "--local", "--message", "x"), "not an endpoint name"),
+        (
+            ("chat", "not-an-endpoint", "--local", "--message", "x"),
+            "not an endpoint resource name (projects/P/locations/L/endpoints/ID); to use the "
+            "spec's endpoint name, add --spec SPEC",
+        ),
         (("chat", f"{PARENT}/endpoints/999", "--local", "--message", "x"), "404"),
         (("chat", endpoint, "--local", "--message", "x", "--max-tokens", "99999"), "99999"),
         (("predict", endpoint, "--local", "--prompt", "x", "--temperature", "nan"), "NaN"),
@@ -448,6 +454,60 @@ def test_tunestack_chat_errors_are_one_line(local_api: Any, endpoint: str) -> No
         r = _cli(local_api, *args)
         assert r.returncode == 1 and needle in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_tunestack_chat_finds_the_specs_endpoint_by_name(
+    local_api: Any, ckpt: Path, tmp_path: Path
+) -> None:
+    """``chat NAME --spec SPEC``: the spec's endpoint name, found as ``status`` finds it (its
+    display name, plain or with the deployment tag; the newest wins)."""
+    demo = (Path(__file__).parents[2] / "specs" / "local-demo.yaml").read_text()
+    spec = tmp_path / "chat.yaml"
+    spec.write_text(demo.replace("id: tunestack-local-demo", "id: chat-project"))
+    older = _deploy(local_api, ckpt, "chat-by-name", "vehicles-llama [ts-00aa]")
+    newer = _deploy(local_api, ckpt, "chat-by-name", "vehicles-llama [ts-00bb]")
+    _deploy(local_api, ckpt, "chat-by-name", "vehicles-llama-2")  # another name: not it
+    assert older != newer
+    args = ("--local", "--spec", str(spec), "--max-tokens", "4", "--temperature", "0")
+    by_name = _cli(local_api, "chat", "vehicles-llama", *args, "--message", "hi")
+    by_resource = _cli(local_api, "chat", newer, *args, "--message", "hi")
+    assert by_name.returncode == 0, by_name.stderr
+    assert by_name.stdout == by_resource.stdout
+    # Which one it picked: with the newest one's model undeployed, asking by name fails as
+    # asking the newest does, while the older one still answers.
+    _, ep = _call(local_api, "GET", f"/v1beta1/{newer}")
+    deployed = ep["deployedModels"][0]["id"]
+    status, op = _call(
+        local_api, "POST", f"/v1beta1/{newer}:undeployModel", {"deployedModelId": deployed}
+    )
+    assert status == 200, op
+    deadline = time.monotonic() + 60
+    while not op.get("done") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        _, op = _call(local_api, "GET", f"/v1beta1/{op['name']}")
+    by_name = _cli(local_api, "predict", "vehicles-llama", *args, "--prompt", "What is a car?")
+    by_newer = _cli(local_api, "predict", newer, *args, "--prompt", "What is a car?")
+    by_older = _cli(local_api, "predict", older, *args, "--prompt", "What is a car?")
+    assert by_name.returncode == by_newer.returncode == 1, by_name.stdout
+    assert by_name.stderr == by_newer.stderr
+    assert by_older.returncode == 0 and by_older.stdout.strip(), by_older.stderr
+    r = _cli(local_api, "chat", "nope", *args, "--message", "x")
+    assert r.returncode == 1, r.stderr
+    assert "the spec has no endpoint 'nope'; its endpoints: vehicles-llama" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text(demo.replace("id: tunestack-local-demo", "id: empty-project"))
+    r = _cli(local_api, "chat", "vehicles-llama", "--local", "--spec", str(elsewhere))
+    assert r.returncode == 1, r.stderr
+    assert (
+        "endpoint 'vehicles-llama' of the spec is not deployed in "
+        "projects/empty-project/locations/us-central1" in r.stderr
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(demo.replace("region: us-central1", "region: mars-1"))
+    r = _cli(local_api, "chat", "vehicles-llama", "--local", "--spec", str(bad))
+    assert r.returncode == 1 and "invalid spec" in r.stderr and "region" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_serving_commands_start_without_torch() -> None:
