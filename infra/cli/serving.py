@@ -184,7 +184,7 @@ def _target(args: argparse.Namespace) -> Target:
             raise CliError("no local API is running: start it with `tunestack serve`")
         target = Target(api.api_url, name, api.token)
     else:
-        region = m[1] if m else spec.project.region
+        region = m[1] if m is not None else str(spec and spec.project.region)
         target = Target(f"https://{region}-aiplatform.googleapis.com", name, _adc_token())
     if spec is not None:
         target = Target(target.base, _find_endpoint(target, spec, name), target.token)
