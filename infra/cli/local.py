@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -198,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def step(console: Console) -> None:
         outcome["changes"] = _converge().up(DEMO_SPEC, True, console, predict=False)
         if not args.no_predict:
-            _demo_answers(console, outcome["changes"])
+            outcome["system"] = _demo_answers(console, outcome["changes"])
 
     code = _run(step, DEMO_SPEC)
     if code == 0:
@@ -210,14 +211,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"loss curve of {job}: {curve}")
         print("next:")
         print(f"  tunestack status {spec} --local     # jobs, losses, checkpoints, endpoints")
+        system = f" --system {shlex.quote(outcome['system'])}" if outcome.get("system") else ""
         for name in changes.endpoints:
-            print(f"  tunestack chat {name} --spec {spec} --local   # talk to the tuned model")
+            print(
+                f"  tunestack chat {name} --spec {spec} --local{system} --temperature 0   # talk to the tuned model (greedy, as above)"
+            )
         print(f"  tunestack down {spec} --local       # remove it all")
     return code
 
 
-def _demo_answers(console: Console, changes: Any) -> None:
-    """Asks the demo question of the base model and the tuned endpoint; prints both."""
+def _demo_answers(console: Console, changes: Any) -> str | None:
+    """Asks the demo question of the base model and the tuned endpoint; prints both.
+
+    Returns the training examples' system message (the tuned model answers as trained only
+    with it, so the suggested ``chat`` command passes it)."""
     demo = importlib.import_module("infra.local.demo")
     trainer = importlib.import_module("infra.local.trainer")
     target_mod = importlib.import_module("infra.vertex.target")
@@ -233,6 +240,7 @@ def _demo_answers(console: Console, changes: Any) -> None:
         tuned = demo.ask_tuned(target, changes.endpoints[spec.endpoints[0].name], example.messages)
     for line in demo.side_by_side(demo.QUESTION, example.answer, base, tuned):
         console.print(line, markup=False, highlight=False)
+    return next((m["content"] for m in example.messages if m["role"] == "system"), None)
 
 
 def _converge() -> Any:
