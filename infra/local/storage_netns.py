@@ -20,7 +20,6 @@ library only, so it starts fast and imports nothing of the server's.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import fcntl
@@ -44,7 +43,7 @@ ISOLATION_MODES = ("auto", "netns", "off")
 UNSHARE_FLAGS = (("--user", "--map-root-user", "--net"), ("--net",))
 #: Longest Unix socket path (``sun_path`` holds 108 bytes with the terminating NUL).
 MAX_SOCKET_PATH = 107
-#: Bytes read per relay step.
+#: Bytes moved per ``splice`` call.
 CHUNK = 256 * 1024
 
 _PR_SET_PDEATHSIG = 1
@@ -147,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(old)
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig)
     try:
-        return asyncio.run(_relay(listener, port, child))
+        return _relay(listener, port, child)
     finally:
         with contextlib.suppress(ProcessLookupError):
             child.kill()
@@ -156,52 +155,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.unlink()
 
 
-async def _relay(listener: socket.socket, port: int, child: subprocess.Popen[bytes]) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+def _relay(listener: socket.socket, port: int, child: subprocess.Popen[bytes]) -> int:
+    """Relays each connection on ``listener`` to the emulator's port until SIGTERM/SIGINT or
+    the emulator's exit; then stops the emulator (SIGTERM, SIGKILL after 5 s)."""
+    stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        signal.signal(signum, lambda *_: stop.set())
 
     def watch() -> None:
         child.wait()
-        loop.call_soon_threadsafe(stop.set)
+        stop.set()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=_connection, args=(client, port), daemon=True).start()
 
     threading.Thread(target=watch, daemon=True).start()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port, limit=CHUNK)
-        except OSError:
-            writer.close()
-            return
-        pipes = [
-            asyncio.create_task(_copy(reader, up_writer)),
-            asyncio.create_task(_copy(up_reader, writer)),
-        ]
-        # HTTP never half-closes: when either side is done, the connection is.
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for pipe in pipes:
-            pipe.cancel()
-        for w in (writer, up_writer):
-            w.close()
-
-    server = await asyncio.start_unix_server(serve, sock=listener, limit=CHUNK)
-    await stop.wait()
-    server.close()
+    threading.Thread(target=accept, daemon=True).start()
+    while not stop.wait(0.5):
+        pass
+    listener.close()
     if child.poll() is None:
         child.terminate()
-        for _ in range(50):
-            if child.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-    return child.returncode if child.poll() is not None and child.returncode > 0 else 0
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+    return child.returncode if child.returncode is not None and child.returncode > 0 else 0
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while chunk := await reader.read(CHUNK):
-            writer.write(chunk)
-            await writer.drain()
+def _connection(client: socket.socket, port: int) -> None:
+    """One relayed connection: a thread per direction; when either side is done, so is the
+    connection (HTTP never half-closes)."""
+    try:
+        upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+        upstream.settimeout(None)
+    except OSError:
+        client.close()
+        return
+    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+    back.start()
+    _pump(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copies ``src`` to ``dst`` in the kernel (``splice`` through a pipe) until EOF or an
+    error, then shuts both sockets down so the other direction's pump ends too."""
+    r, w = os.pipe()
+    try:
+        while n := os.splice(src.fileno(), w, CHUNK):
+            while n:
+                n -= os.splice(r, dst.fileno(), n)
+    except OSError:
+        pass
+    finally:
+        os.close(r)
+        os.close(w)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _loopback_up() -> None:
