@@ -25,7 +25,10 @@ import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.spec import Spec
 
 #: ``projects/P/locations/L/endpoints/ID``.
 ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/([^/]+)/endpoints/[^/:]+")
@@ -175,7 +178,12 @@ def _target(args: argparse.Namespace) -> Target:
             "(projects/P/locations/L/endpoints/ID); to use the spec's endpoint name, "
             "add --spec SPEC"
         )
-    spec = _spec(args.spec) if m is None else None
+    spec: Spec | None = None
+    if m is not None:
+        region = m[1]
+    else:
+        spec = _spec(args.spec)
+        region = spec.project.region
     if args.local:
         from infra.local import home  # stdlib-only module: keeps start-up fast
 
@@ -184,14 +192,13 @@ def _target(args: argparse.Namespace) -> Target:
             raise CliError("no local API is running: start it with `tunestack serve`")
         target = Target(api.api_url, name, api.token)
     else:
-        region = m[1] if m is not None else str(spec and spec.project.region)
         target = Target(f"https://{region}-aiplatform.googleapis.com", name, _adc_token())
     if spec is not None:
         target = Target(target.base, _find_endpoint(target, spec, name), target.token)
     return target
 
 
-def _spec(path: str) -> Any:
+def _spec(path: str) -> Spec:
     """The validated spec at ``path`` (datasets unread); its diagnostics then an error if not."""
     import importlib  # noqa: PLC0415 - only with --spec
 
@@ -200,10 +207,11 @@ def _spec(path: str) -> Any:
         for d in report.diagnostics:
             print(d.format(), file=sys.stderr)
         raise CliError(f"{path}: invalid spec")
-    return report.spec
+    spec: Spec = report.spec
+    return spec
 
 
-def _find_endpoint(target: Target, spec: Any, name: str) -> str:
+def _find_endpoint(target: Target, spec: Spec, name: str) -> str:
     """The resource name of the spec endpoint ``name``: the newest endpoint whose display
     name is the spec's (``status``'s rule)."""
     from infra.plan.keys import is_spec_endpoint  # noqa: PLC0415 - only with --spec
@@ -218,7 +226,7 @@ def _find_endpoint(target: Target, spec: Any, name: str) -> str:
     token = ""
     for _ in range(MAX_LIST_PAGES):
         query = urllib.parse.urlencode({"pageSize": 100, **({"pageToken": token} if token else {})})
-        page = _get(target, f"/v1/{parent}/endpoints?{query}")
+        page = _json(target, f"/v1/{parent}/endpoints?{query}")
         for ep in page.get("endpoints", []):
             if is_spec_endpoint(str(ep.get("displayName", "")), name):
                 found.append((str(ep.get("createTime", "")), str(ep["name"])))
@@ -265,14 +273,18 @@ def _connection(target: Target) -> http.client.HTTPConnection:
     return cls(url.hostname or "", url.port, timeout=TIMEOUT_S)
 
 
-def _send(target: Target, path: str, body: Any) -> tuple[http.client.HTTPConnection, Any]:
+def _send(target: Target, path: str, body: Any = None) -> tuple[http.client.HTTPConnection, Any]:
+    """POSTs ``body`` as JSON (GET when None); a non-200 answer is a CliError with its message."""
     conn = _connection(target)
+    headers = {"Authorization": f"Bearer {target.token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     try:
         conn.request(
-            "POST",
+            "GET" if body is None else "POST",
             path,
-            json.dumps(body),
-            {"Authorization": f"Bearer {target.token}", "Content-Type": "application/json"},
+            None if body is None else json.dumps(body),
+            headers,
         )
         resp = conn.getresponse()
     except OSError as e:
@@ -289,26 +301,8 @@ def _send(target: Target, path: str, body: Any) -> tuple[http.client.HTTPConnect
     return conn, resp
 
 
-def _get(target: Target, path: str) -> Any:
-    conn = _connection(target)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {target.token}"})
-        resp = conn.getresponse()
-        raw = resp.read().decode(errors="replace")
-    except OSError as e:
-        raise CliError(f"cannot reach {target.base}: {e}") from None
-    finally:
-        conn.close()
-    if resp.status != 200:
-        try:
-            message = json.loads(raw)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = raw.strip()[:MAX_ERROR_CHARS] or resp.reason
-        raise CliError(f"{resp.status}: {message}")
-    return json.loads(raw)
-
-
-def _json(target: Target, path: str, body: Any) -> Any:
+def _json(target: Target, path: str, body: Any = None) -> Any:
+    """The JSON answer of a POST of ``body`` (a GET when None)."""
     conn, resp = _send(target, path, body)
     try:
         return json.loads(resp.read())
