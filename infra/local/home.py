@@ -147,16 +147,14 @@ def discover(root: Path | None = None) -> LocalApi | None:
     return LocalApi(data["api_url"], data["storage_url"], token, data.get("pid"))
 
 
-def write_api_file(api_url: str, storage_url: str, pid: int, exposed: str = "") -> None:
+def write_api_file(api_url: str, storage_url: str, pid: int, storage_exposed: str = "") -> None:
     """Publishes where the server listens (atomically: readers never see half a file).
 
     ``storage_exposed`` is why the storage emulator listens on the host's 127.0.0.1 instead of
     its own network namespace ("" when it is isolated).
     """
-    write_json_atomic(
-        api_file(),
-        {"api_url": api_url, "storage_url": storage_url, "pid": pid, "storage_exposed": exposed},
-    )
+    info = {"api_url": api_url, "storage_url": storage_url, "pid": pid}
+    write_json_atomic(api_file(), {**info, "storage_exposed": storage_exposed})
 
 
 def write_json_atomic(path: Path, data: object) -> None:

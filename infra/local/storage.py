@@ -47,9 +47,7 @@ class StorageEmulator:
         self.port = port or fake_gcs._find_free_port()
         self.root = root or home.local_dir() / "gcs"
         self.public_url = public_url or self.url
-        self.isolation = isolation or storage_netns.mode()
-        if self.isolation not in storage_netns.ISOLATION_MODES:
-            raise ValueError(f"isolation {self.isolation!r} is not one of auto, netns, off")
+        self.isolation = storage_netns.mode(isolation)
         self.process: subprocess.Popen[bytes] | None = None
         #: The relay's Unix socket: the only way in when the emulator is isolated.
         self.socket: Path | None = None

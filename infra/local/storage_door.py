@@ -4,8 +4,8 @@ fake-gcs-server takes no credentials, answers any Host, sends ``Access-Control-A
 *`` and maps object names onto its filesystem root, so ``..`` segments write outside it. It
 therefore runs where only this door reaches it (its own network namespace, behind a private
 Unix socket: :mod:`infra.local.storage_netns`; a private 127.0.0.1 port where namespaces are
-unavailable), and clients reach it only through this streaming reverse proxy, which checks what the API checks (Host allowlist, Origin, constant-time
-bearer token) and refuses any object or bucket name with ``.``/``..`` segments, NUL or control
+unavailable), and clients reach it only through this streaming reverse proxy, which checks
+what the API checks (Host allowlist, Origin, constant-time bearer token) and refuses any object or bucket name with ``.``/``..`` segments, NUL or control
 characters (400) wherever it appears: the path (percent-decoded, twice), the ``name``/``prefix``
 query parameters and the JSON metadata of uploads, copies and composes. CORS headers of the
 emulator never reach a browser.

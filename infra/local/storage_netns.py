@@ -14,14 +14,14 @@ Where namespaces are not available (macOS, a kernel or container that forbids th
 warning; ``TUNESTACK_STORAGE_ISOLATION=netns`` makes that an error instead, ``off`` skips the
 namespace (tests that drive the bare emulator).
 
-This file runs inside the namespace as ``python -m infra.local.storage_netns``: standard
-library only, so it starts fast and imports nothing of the server's.
+This file runs inside the namespace as ``python -m infra.local.storage_netns``: the standard
+library and :mod:`infra.local.home` (itself stdlib-only) only, so it starts fast and imports
+nothing of the server's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import shutil
@@ -33,6 +33,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from infra.local import home
 
 #: Environment variable: ``auto`` (default: the namespace where available, else a warning and
 #: a private 127.0.0.1 port), ``netns`` (the namespace or an error), ``off`` (no namespace).
@@ -46,15 +48,17 @@ MAX_SOCKET_PATH = 107
 #: Bytes moved per ``splice`` call.
 CHUNK = 256 * 1024
 
-_PR_SET_PDEATHSIG = 1
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-def mode() -> str:
-    """The isolation mode from :data:`ISOLATION_ENV`; raises ValueError on an unknown value."""
-    value = os.environ.get(ISOLATION_ENV, "auto").strip().lower() or "auto"
+def mode(value: str | None = None) -> str:
+    """``value``, or the isolation mode from :data:`ISOLATION_ENV` when None; raises
+    ValueError on an unknown mode."""
+    what = "isolation" if value is not None else ISOLATION_ENV
+    if value is None:
+        value = os.environ.get(ISOLATION_ENV, "auto").strip().lower() or "auto"
     if value not in ISOLATION_MODES:
-        raise ValueError(f"{ISOLATION_ENV}={value!r} is not one of {', '.join(ISOLATION_MODES)}")
+        raise ValueError(f"{what}={value!r} is not one of {', '.join(ISOLATION_MODES)}")
     return value
 
 
@@ -144,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         listener.listen(128)
     finally:
         os.umask(old)
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig)
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=home.die_with_parent)
     try:
         return _relay(listener, port, child)
     finally:
@@ -229,26 +233,11 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
 
 
-def _prctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()
-
-
-def _pdeathsig() -> None:
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _die_with(parent: int) -> None:
     """Dies with the server. Entering a user namespace clears the parent-death signal the
     server set before ``unshare``, so it is set again here; a server already gone meanwhile
     (we were re-parented) means exit now."""
-    _pdeathsig()
+    home.die_with_parent()
     if os.getppid() != parent:
         os._exit(0)
 
